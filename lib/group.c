@@ -1,0 +1,247 @@
+/*
+ * Fork-join: ws_group, ws_spawn, ws_sync, ws_run.
+ *
+ * Help-first, work-first costs: a spawn by the group's owner pushes a task
+ * record {fn, arg, group} on the owner's own deque (no allocation, no
+ * fence), and ws_sync pops the owner's deque down to where the group began
+ * and calls each task directly.  Only a stolen task costs atomics: the
+ * thief bumps the group's done count when it finishes, and the owner waits
+ * until done equals the number of its tasks it did not run itself.
+ *
+ * Accounting (ws__grp in worker.h):
+ *   local  owner only: tasks the owner spawned and has not run itself;
+ *   done   thieves: the owner's tasks they finished (release);
+ *   extra  tasks spawned into the group by other threads (external threads,
+ *          or tasks that were handed the group), counted up at spawn and
+ *          down at completion.
+ * The group is complete when done == local and extra == 0.  A thief reads
+ * everything it needs from the group before its final update, because the
+ * group lives on the owner's stack and disappears once the owner sees it.
+ *
+ * ws_sync pops everything above the group's base, tasks of groups spawned
+ * later included: running them early is harmless (their own sync then finds
+ * nothing to do), and it keeps syncs correct when groups are not nested.
+ */
+#include <wsched.h>
+
+#include <errno.h>
+#include <string.h>
+
+#include "pool.h"
+#include "worker.h"
+
+_Static_assert(sizeof(ws__grp) <= sizeof(ws_group),
+               "ws_group storage too small");
+_Static_assert(_Alignof(ws__grp) <= _Alignof(ws_group),
+               "ws_group storage misaligned");
+
+void
+ws_group_init(ws_group *gp, ws_pool *pool)
+{
+    ws__grp *g = (ws__grp *)gp;
+    ws__worker *self = ws__self;
+
+    if (g == NULL)
+        return;
+    if (pool == NULL && self != NULL)
+        pool = self->pool;
+    g->magic = pool != NULL ? WS_GROUP_MAGIC : 0;
+    g->local = 0;
+    atomic_init(&g->done, 0);
+    atomic_init(&g->extra, 0);
+    atomic_init(&g->thief, 0);
+    g->unused = 0;
+    g->pool = pool;
+    if (self != NULL && self->pool == pool) {
+        g->owner = self;
+        g->base = self->dq.bottom;
+    } else {
+        g->owner = WS_NO_OWNER;
+        g->base = 0;
+    }
+}
+
+static bool
+group_complete(void *arg)
+{
+    ws__grp *g = arg;
+    /*
+     * Acquire: pairs with the seq_cst completion RMWs in
+     * worker.c:ws__worker_run_other (done) and ws__worker_complete (extra),
+     * so the tasks' effects are visible once the counts match.
+     */
+    return atomic_load_explicit(&g->done, memory_order_acquire) == g->local &&
+           atomic_load_explicit(&g->extra, memory_order_acquire) == 0;
+}
+
+static bool
+extra_complete(void *arg)
+{
+    ws__grp *g = arg;
+    /* Acquire: as in group_complete. */
+    return atomic_load_explicit(&g->extra, memory_order_acquire) == 0;
+}
+
+static WS_NOINLINE int
+spawn_slow(ws__grp *g, ws_task_fn fn, void *arg)
+{
+    if (g == NULL || fn == NULL || g->magic != WS_GROUP_MAGIC)
+        return EINVAL;
+    ws_pool *pool = g->pool;
+    if (pool->gen != ws__fork_gen)
+        return ECHILD;
+    ws__worker *self = ws__self;
+    /* Counted before the task is visible, so the count never dips to 0. */
+    atomic_fetch_add_explicit(&g->extra, 1, memory_order_relaxed);
+    if (self != NULL && self->pool == pool) {
+        /* A worker of the pool that does not own the group. */
+        if (!ws__deque_push(&self->dq, fn, arg,
+                            (uintptr_t)g | WS_TAG_EXTRA)) {
+            ws__task t = {fn, arg, (uintptr_t)g | WS_TAG_EXTRA};
+            ws__worker_run_other(self, &t);
+            return 0;
+        }
+        ws__count(&self->stats.spawns);
+        if (ws__deque_requested(&self->dq))
+            ws__worker_share(self);
+        return 0;
+    }
+    ws__task t = {fn, arg, (uintptr_t)g | WS_TAG_EXTRA | WS_TAG_ROOT};
+    int err = ws__pool_inject(pool, &t);
+    if (err != 0)
+        atomic_fetch_sub_explicit(&g->extra, 1, memory_order_relaxed);
+    return err;
+}
+
+/* The owner's spawn when the deque must grow, or the group's base moves. */
+static WS_NOINLINE int
+spawn_edge(ws__worker *self, ws__grp *g, ws_task_fn fn, void *arg)
+{
+    ws__deque *d = &self->dq;
+
+    if (d->bottom < g->base)
+        g->base = d->bottom;
+    if (!ws__deque_push(d, fn, arg, (uintptr_t)g)) {
+        /* The deque is full and cannot grow: run the task now. */
+        ws__count(&self->stats.other);
+        fn(arg);
+        return 0;
+    }
+    g->local++;
+    ws__count(&self->stats.spawns);
+    if (ws__deque_requested(d))
+        ws__worker_share(self);
+    return 0;
+}
+
+static WS_NOINLINE int
+spawn_share(ws__worker *self)
+{
+    ws__worker_share(self);
+    return 0;
+}
+
+int
+ws_spawn(ws_group *gp, ws_task_fn fn, void *arg)
+{
+    ws__grp *g = (ws__grp *)gp;
+    ws__worker *self = ws__self;
+
+    /* Groups begun elsewhere have WS_NO_OWNER; zeroed ones NULL. */
+    if (WS_LIKELY(g != NULL && g->owner == self && self != NULL &&
+                  fn != NULL)) {
+        ws__deque *d = &self->dq;
+        int64_t b = d->bottom;
+        if (WS_UNLIKELY(b < g->base || !ws__deque_fits(d, b)))
+            return spawn_edge(self, g, fn, arg);
+        ws__deque_put(d, b, fn, arg, (uintptr_t)g);
+        g->local++;
+        ws__count(&self->stats.spawns);
+        if (WS_UNLIKELY(ws__deque_requested(d)))
+            return spawn_share(self);
+        return 0;
+    }
+    return spawn_slow(g, fn, arg);
+}
+
+static WS_NOINLINE int
+sync_slow(ws__grp *g)
+{
+    if (g == NULL || g->magic != WS_GROUP_MAGIC)
+        return EINVAL;
+    ws_pool *pool = g->pool;
+    if (pool->gen != ws__fork_gen)
+        return ECHILD;
+    ws__worker *self = ws__self;
+    if (g->owner != WS_NO_OWNER) {
+        if (g->owner != self)
+            return EINVAL; /* only the thread that began the group syncs */
+        int err = ws__worker_help(self, g->base, &g->thief, group_complete, g,
+                                  WS_FOREVER);
+        g->local = 0;
+        atomic_store_explicit(&g->done, 0, memory_order_relaxed);
+        atomic_store_explicit(&g->thief, 0, memory_order_relaxed);
+        return err;
+    }
+    if (self != NULL && self->pool == pool)
+        return ws__worker_help(self, self->dq.bottom, NULL, extra_complete, g,
+                               WS_FOREVER);
+    return ws__pool_wait_external(pool, extra_complete, g, WS_FOREVER);
+}
+
+int
+ws_sync(ws_group *gp)
+{
+    ws__grp *g = (ws__grp *)gp;
+    ws__worker *self = ws__self;
+
+    if (WS_LIKELY(g != NULL && g->owner == self && self != NULL)) {
+        ws__deque *d = &self->dq;
+        ws__task t;
+        while (d->bottom > g->base) {
+            if (WS_UNLIKELY(!ws__deque_pop(d, &t)))
+                break;
+            if (WS_UNLIKELY(ws__deque_requested(d)))
+                ws__worker_share(self);
+            ws__worker_run_own(self, &t);
+        }
+        if (WS_LIKELY(g->local == 0 &&
+                      atomic_load_explicit(&g->extra,
+                                           memory_order_acquire) == 0))
+            return 0;
+    }
+    return sync_slow(g);
+}
+
+struct run_call {
+    ws_task_fn fn;
+    void *arg;
+};
+
+static void
+run_task(void *arg)
+{
+    struct run_call *c = arg;
+    c->fn(c->arg);
+}
+
+int
+ws_run(ws_pool *pool, ws_task_fn fn, void *arg)
+{
+    if (pool == NULL || fn == NULL)
+        return EINVAL;
+    if (pool->gen != ws__fork_gen)
+        return ECHILD;
+    ws__worker *self = ws__self;
+    if (self != NULL && self->pool == pool) {
+        fn(arg);
+        return 0;
+    }
+    ws_group g;
+    struct run_call c = {fn, arg};
+    ws_group_init(&g, pool);
+    int err = ws_spawn(&g, run_task, &c);
+    if (err != 0)
+        return err;
+    return ws_sync(&g);
+}

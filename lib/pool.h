@@ -1,0 +1,72 @@
+/*
+ * The pool object: workers, the injection queue for threads that are not
+ * workers, the sleep event count, and the life-cycle state.
+ */
+#ifndef WS_POOL_H
+#define WS_POOL_H
+
+#include <wsched.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "arch.h"
+#include "deque.h"
+#include "topo.h"
+
+struct ws__worker;
+
+struct ws_pool {
+    unsigned n;                  /* workers */
+    struct ws__worker **workers; /* each on its own cache lines */
+    ws__plan *plan;
+    unsigned gen;                /* ws__fork_gen when created */
+    int print_stats;             /* WSCHED_STATS */
+
+    /* Injection queue: tasks from threads that are not workers. */
+    pthread_mutex_t inj_lock;
+    ws__task *inj;               /* ring of inj_cap records */
+    size_t inj_cap, inj_head, inj_len;
+    WS_ALIGNED atomic_size_t inj_count; /* inj_len, readable without lock */
+
+    /* Sleeping workers: an event count on epoch. */
+    WS_ALIGNED atomic_uint epoch;
+    atomic_int sleepers;
+
+    /* Root tasks (injected or submitted) not yet finished. */
+    WS_ALIGNED _Atomic int64_t outstanding;
+    atomic_int stopping;
+
+    /* Threads that are not workers, blocked in ws_sync or a wait. */
+    WS_ALIGNED atomic_uint ext_seq;
+    atomic_int ext_waiters;
+};
+
+/* Incremented in a child process after fork(): pools of the parent. */
+extern unsigned ws__fork_gen WS_HIDDEN;
+
+/*
+ * Queues a task from a thread that is not a worker of pool and counts it
+ * as a root: 0, EPIPE (destruction has begun) or ENOMEM.
+ */
+int  ws__pool_inject(ws_pool *pool, const ws__task *t) WS_HIDDEN;
+/* A worker takes the oldest injected task: false when there is none. */
+bool ws__pool_take_injected(ws_pool *pool, ws__task *t) WS_HIDDEN;
+/* Wakes one sleeping worker if there is one (after publishing work). */
+void ws__pool_notify(ws_pool *pool) WS_HIDDEN;
+/* A root task finished. */
+void ws__pool_root_done(ws_pool *pool) WS_HIDDEN;
+/* Wakes threads that are not workers blocked on this pool. */
+void ws__pool_wake_external(ws_pool *pool) WS_HIDDEN;
+/*
+ * Blocks a thread that is not a worker until done(arg) is true: 0, or
+ * ETIMEDOUT after timeout_s seconds (negative: no limit).  Whoever makes
+ * done true calls ws__pool_wake_external afterwards.
+ */
+int  ws__pool_wait_external(ws_pool *pool, bool (*done)(void *), void *arg,
+                            double timeout_s) WS_HIDDEN;
+
+#endif /* WS_POOL_H */
