@@ -114,13 +114,13 @@ ws__deque_destroy(ws__deque *d)
 }
 
 static void
-slot_write(ws__deque_buf *a, int64_t i, uintptr_t fn, uintptr_t arg,
-           uintptr_t grp)
+slot_write(ws__deque_buf *a, int64_t i, const ws__task *t)
 {
     ws__slot *s = &a->slots[i & a->mask];
-    atomic_store_explicit(&s->fn, fn, memory_order_relaxed);
-    atomic_store_explicit(&s->arg, arg, memory_order_relaxed);
-    atomic_store_explicit(&s->grp, grp, memory_order_relaxed);
+    atomic_store_explicit(&s->fn, (uintptr_t)t->fn, memory_order_relaxed);
+    atomic_store_explicit(&s->arg, (uintptr_t)t->arg, memory_order_relaxed);
+    atomic_store_explicit(&s->grp, t->grp, memory_order_relaxed);
+    atomic_store_explicit(&s->aux, t->aux, memory_order_relaxed);
 }
 
 static void
@@ -131,6 +131,7 @@ slot_read(ws__deque_buf *a, int64_t i, ws__task *t)
                                                    memory_order_relaxed);
     t->arg = (void *)atomic_load_explicit(&s->arg, memory_order_relaxed);
     t->grp = atomic_load_explicit(&s->grp, memory_order_relaxed);
+    t->aux = atomic_load_explicit(&s->aux, memory_order_relaxed);
 }
 
 /* Owner: copies [top, bottom) into an array twice the size. */
@@ -146,7 +147,7 @@ grow(ws__deque *d, int64_t top)
     for (int64_t i = top; i < d->bottom; i++) {
         ws__task t;
         slot_read(old, i, &t);
-        slot_write(a, i, (uintptr_t)t.fn, (uintptr_t)t.arg, t.grp);
+        slot_write(a, i, &t);
     }
     a->prev = old;
     d->obuf = a;
@@ -176,7 +177,7 @@ ws__deque_push_slow(ws__deque *d, const ws__task *t)
         if (b - d->otop > d->obuf->mask && !grow(d, d->otop))
             return false;
     }
-    slot_write(d->obuf, b, (uintptr_t)t->fn, (uintptr_t)t->arg, t->grp);
+    slot_write(d->obuf, b, t);
     d->bottom = b + 1;
     if (d->share_all) {
         d->osplit = b + 1;

@@ -18,6 +18,7 @@ typedef struct ws__task {
     void (*fn)(void *);
     void *arg;
     uintptr_t grp; /* group pointer | tag bits, or 0 */
+    uintptr_t aux; /* read only when a tag in grp says so */
 } ws__task;
 
 /*
@@ -25,7 +26,7 @@ typedef struct ws__task {
  * Padded to a power of two so that addressing a slot is a shift.
  */
 typedef struct ws__slot {
-    atomic_uintptr_t fn, arg, grp, unused;
+    atomic_uintptr_t fn, arg, grp, aux;
 } ws__slot;
 
 typedef struct ws__deque_buf {
@@ -95,7 +96,10 @@ ws__deque_fits(const ws__deque *d, int64_t b)
     return b < d->olimit;
 }
 
-/* Owner: writes the task at index b == bottom, when ws__deque_fits. */
+/*
+ * Owner: writes the task at index b == bottom, when ws__deque_fits.  The
+ * aux word is left as it was: callers that need it use ws__deque_push_task.
+ */
 static inline void
 ws__deque_put(ws__deque *d, int64_t b, void (*fn)(void *), void *arg,
               uintptr_t grp)
@@ -114,7 +118,7 @@ ws__deque_push(ws__deque *d, void (*fn)(void *), void *arg,
     int64_t b = d->bottom;
 
     if (WS_UNLIKELY(!ws__deque_fits(d, b))) {
-        ws__task t = {fn, arg, grp};
+        ws__task t = {fn, arg, grp, 0};
         return ws__deque_push_slow(d, &t);
     }
     ws__deque_put(d, b, fn, arg, grp);
@@ -132,10 +136,25 @@ ws__deque_pop(ws__deque *d, ws__task *t)
                                                        memory_order_relaxed);
         t->arg = (void *)atomic_load_explicit(&s->arg, memory_order_relaxed);
         t->grp = atomic_load_explicit(&s->grp, memory_order_relaxed);
+        t->aux = atomic_load_explicit(&s->aux, memory_order_relaxed);
         d->bottom = b;
         return true;
     }
     return ws__deque_pop_shared(d, t);
+}
+
+/* Owner: ws__deque_push with the aux word too. */
+static inline bool
+ws__deque_push_task(ws__deque *d, const ws__task *t)
+{
+    int64_t b = d->bottom;
+
+    if (WS_UNLIKELY(!ws__deque_fits(d, b)))
+        return ws__deque_push_slow(d, t);
+    atomic_store_explicit(&d->oslots[b & d->omask].aux, t->aux,
+                          memory_order_relaxed);
+    ws__deque_put(d, b, t->fn, t->arg, t->grp);
+    return true;
 }
 
 /* Owner: whether a thief asked for work since the last share. */

@@ -97,7 +97,7 @@ spawn_slow(ws__grp *g, ws_task_fn fn, void *arg)
         /* A worker of the pool that does not own the group. */
         if (!ws__deque_push(&self->dq, fn, arg,
                             (uintptr_t)g | WS_TAG_EXTRA)) {
-            ws__task t = {fn, arg, (uintptr_t)g | WS_TAG_EXTRA};
+            ws__task t = {fn, arg, (uintptr_t)g | WS_TAG_EXTRA, 0};
             ws__worker_run_other(self, &t);
             return 0;
         }
@@ -106,7 +106,7 @@ spawn_slow(ws__grp *g, ws_task_fn fn, void *arg)
             ws__worker_share(self);
         return 0;
     }
-    ws__task t = {fn, arg, (uintptr_t)g | WS_TAG_EXTRA | WS_TAG_ROOT};
+    ws__task t = {fn, arg, (uintptr_t)g | WS_TAG_EXTRA | WS_TAG_ROOT, 0};
     int err = ws__pool_inject(pool, &t);
     if (err != 0)
         atomic_fetch_sub_explicit(&g->extra, 1, memory_order_relaxed);

@@ -108,15 +108,26 @@ ws__worker_complete(ws__worker *self, uintptr_t tagged)
 }
 
 void
+ws__worker_run_tagged(ws__worker *self, const ws__task *t)
+{
+    if (t->grp & WS_TAG_CALL)
+        ((void *(*)(void *))t->aux)(t->arg);
+    else
+        t->fn(t->arg);
+    ws__worker_complete(self, t->grp);
+}
+
+void
 ws__worker_run_other(ws__worker *self, const ws__task *t)
 {
     uintptr_t tagged = t->grp;
 
     ws__count(&self->stats.other);
     if ((tagged & WS_TAG_MASK) != 0 || tagged == 0) {
-        t->fn(t->arg);
         if (tagged != 0)
-            ws__worker_complete(self, tagged);
+            ws__worker_run_tagged(self, t);
+        else
+            t->fn(t->arg);
         return;
     }
     /* A stolen task of its owner's group: the owner may leapfrog to us. */

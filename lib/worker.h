@@ -54,6 +54,7 @@ extern __thread ws__worker *ws__self
 enum {
     WS_TAG_EXTRA = 1, /* spawned by a thread other than the group's owner */
     WS_TAG_ROOT = 2,  /* counted in pool->outstanding */
+    WS_TAG_CALL = 4,  /* no group: run ((void *(*)(void *))aux)(arg) */
     WS_TAG_MASK = 7
 };
 
@@ -80,6 +81,8 @@ void *ws__worker_main(void *arg) WS_HIDDEN;
 void ws__worker_run_other(ws__worker *self, const ws__task *t) WS_HIDDEN;
 /* Accounting for the tags of a task (any tag other than 0). */
 void ws__worker_complete(ws__worker *self, uintptr_t grp) WS_HIDDEN;
+/* Runs a task with tags and accounts for it. */
+void ws__worker_run_tagged(ws__worker *self, const ws__task *t) WS_HIDDEN;
 /* Owner: shares deque tasks with thieves that asked, waking a sleeper. */
 void ws__worker_share(ws__worker *self) WS_HIDDEN;
 /*
@@ -106,14 +109,13 @@ ws__count(_Atomic uint64_t *c)
 static inline void
 ws__worker_run_own(ws__worker *self, const ws__task *t)
 {
-    (void)self;
-    t->fn(t->arg);
     uintptr_t g = t->grp;
     if (WS_LIKELY((g & WS_TAG_MASK) == 0)) {
+        t->fn(t->arg);
         if (g != 0)
             ((ws__grp *)g)->local--;
     } else {
-        ws__worker_complete(self, g);
+        ws__worker_run_tagged(self, t);
     }
 }
 
