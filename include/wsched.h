@@ -108,6 +108,18 @@ WS_API int  ws_wait_any(ws_future *const fs[], size_t n, double timeout_s,
                         size_t *index);
 WS_API int  ws_wait_all(ws_future *const fs[], size_t n, double timeout_s);
 
+/* Calls cb(f, arg) once when f is done (now, if it already is). */
+typedef void (*ws_future_cb)(ws_future *f, void *arg);
+WS_API int  ws_future_then(ws_future *f, ws_future_cb cb, void *arg);
+
+/* Completion queue: futures in the order they finish (as_completed). */
+typedef struct ws_completion ws_completion;
+WS_API int  ws_completion_create(ws_completion **c);
+WS_API int  ws_completion_add(ws_completion *c, ws_future *f);
+WS_API int  ws_completion_next(ws_completion *c, double timeout_s,
+                               ws_future **f);
+WS_API int  ws_completion_destroy(ws_completion *c);
+
 /* ------------------------------------------------------------------ */
 /* Parallel loops, map and reduce                                     */
 /* ------------------------------------------------------------------ */
