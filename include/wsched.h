@@ -89,6 +89,12 @@ WS_API int  ws_spawn(ws_group *g, ws_task_fn fn, void *arg);
 WS_API int  ws_sync(ws_group *g);
 /* Runs fn(arg) on a worker of pool and waits for it. */
 WS_API int  ws_run(ws_pool *pool, ws_task_fn fn, void *arg);
+/*
+ * Runs a(a_arg) and b(b_arg), possibly in parallel, and returns when both
+ * are done: one call for the spawn-call-sync pattern.  On a thread that is
+ * not a worker, runs them one after the other.
+ */
+WS_API int  ws_join(ws_task_fn a, void *a_arg, ws_task_fn b, void *b_arg);
 
 /* ------------------------------------------------------------------ */
 /* Executor and futures                                               */

@@ -245,3 +245,87 @@ ws_run(ws_pool *pool, ws_task_fn fn, void *arg)
         return err;
     return ws_sync(&g);
 }
+
+/*
+ * ws_join keeps its group in its own frame, so only the fields a thief or
+ * a slow path reads are written, and the child it pushed is popped back
+ * and called without a loop when nobody stole it.
+ */
+static WS_NOINLINE int
+join_slow(ws__worker *self, ws__grp *g)
+{
+    ws__deque *d = &self->dq;
+    ws__task t;
+
+    while (d->bottom > g->base && ws__deque_pop(d, &t)) {
+        if (ws__deque_requested(d))
+            ws__worker_share(self);
+        ws__worker_run_own(self, &t);
+    }
+    if (g->local != 0 ||
+        atomic_load_explicit(&g->extra, memory_order_acquire) != 0)
+        ws__worker_help(self, g->base, &g->thief, group_complete, g,
+                        WS_FOREVER);
+    return 0;
+}
+
+/* The deque must grow first: the general spawn path does that. */
+static WS_NOINLINE int
+join_grow(ws_task_fn a, void *a_arg, ws_task_fn b, void *b_arg)
+{
+    ws_group g;
+    ws_group_init(&g, NULL);
+    ws_spawn(&g, a, a_arg);
+    b(b_arg);
+    return ws_sync(&g);
+}
+
+int
+ws_join(ws_task_fn a, void *a_arg, ws_task_fn b, void *b_arg)
+{
+    ws__worker *self = ws__self;
+
+    if (WS_UNLIKELY(a == NULL || b == NULL))
+        return EINVAL;
+    if (WS_UNLIKELY(self == NULL)) {
+        b(b_arg);
+        a(a_arg);
+        return 0;
+    }
+    ws__deque *d = &self->dq;
+    int64_t base = d->bottom;
+    ws__grp g;
+    g.local = 1;
+    atomic_init(&g.done, 0);
+    atomic_init(&g.extra, 0);
+    atomic_init(&g.thief, 0);
+    g.owner = self; /* pool and magic: only for groups users can see */
+    g.base = base;
+    if (WS_UNLIKELY(!ws__deque_fits(d, base)))
+        return join_grow(a, a_arg, b, b_arg);
+    ws__deque_put(d, base, a, a_arg, (uintptr_t)&g);
+    ws__count(&self->stats.spawns);
+    if (WS_UNLIKELY(ws__deque_requested(d)))
+        ws__worker_share(self);
+    b(b_arg);
+    /*
+     * Everything below is reloaded from g and the deque, so that nothing
+     * has to live in registers across b.  Not run by a sync inside b
+     * (local still 1), not shared or stolen (base is in the private
+     * part): the task at base is a; call it directly.
+     */
+    d = &g.owner->dq;
+    base = g.base;
+    if (WS_LIKELY(g.local == 1 && d->bottom == base + 1 &&
+                  base >= d->osplit)) {
+        ws__slot *sl = &d->oslots[base & d->omask];
+        ws_task_fn fn = (ws_task_fn)atomic_load_explicit(
+            &sl->fn, memory_order_relaxed);
+        void *arg = (void *)atomic_load_explicit(&sl->arg,
+                                                 memory_order_relaxed);
+        d->bottom = base;
+        fn(arg);
+        return 0;
+    }
+    return join_slow(g.owner, &g);
+}
