@@ -23,6 +23,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -31,7 +32,14 @@
 #include "worker.h"
 
 enum { PENDING, RUNNING, DONE, CANCELLED };
-enum { CB_NONE, CB_BUSY, CB_SET, CB_FIRED };
+/*
+ * Callback slot: NONE -> BUSY (a registrar writes cb) -> SET; completion
+ * moves NONE -> FIRED (done, slot still free), BUSY -> FIRED_BUSY (the
+ * registrar runs its callback itself) and SET -> USED (completion runs it).
+ * A registrar that finds FIRED takes it to USED and runs its callback.
+ * Every other state answers EBUSY: a future has one callback.
+ */
+enum { CB_NONE, CB_BUSY, CB_SET, CB_FIRED, CB_FIRED_BUSY, CB_USED };
 
 struct ws_future {
     atomic_int state;
@@ -48,6 +56,8 @@ struct ws_future {
 };
 
 struct ws_completion {
+    unsigned gen;             /* ws__fork_gen at creation */
+    atomic_int arriving;      /* done futures whose arrival is under way */
     pthread_mutex_t lock;
     ws_future *head, *tail; /* done, not yet returned */
     size_t pending;         /* added, not yet returned */
@@ -82,19 +92,50 @@ ws_future_release(ws_future *f)
         free(f);
 }
 
+static void completion_arrive(ws_future *f, void *arg);
+static void completion_deliver(ws_future *f, ws_completion *c, bool counted);
+
 static void
 complete(ws_future *f, int state)
 {
+    /*
+     * A completion queue learns of the arrival before the future reads as
+     * done, so that ws_completion_destroy never answers EBUSY for a future
+     * ws_future_done already calls done.  (SET only moves to USED here.)
+     */
+    bool counted = false;
+    if (atomic_load_explicit(&f->cb_state, memory_order_acquire) == CB_SET &&
+        f->cb == completion_arrive) {
+        atomic_fetch_add_explicit(&((ws_completion *)f->cb_arg)->arriving, 1,
+                                  memory_order_relaxed);
+        counted = true;
+    }
     /*
      * seq_cst: publishes result (release) to waiters' acquire loads in
      * future_done, and orders this store before the load of waiter below
      * against the waiter's seq_cst store of waiter in wait_on (Dekker).
      */
     atomic_store_explicit(&f->state, state, memory_order_seq_cst);
-    /* acq_rel: pairs with the CAS in ws_future_then (sees cb, cb_arg). */
-    if (atomic_exchange_explicit(&f->cb_state, CB_FIRED,
-                                 memory_order_acq_rel) == CB_SET)
-        f->cb(f, f->cb_arg);
+    int cb = atomic_load_explicit(&f->cb_state, memory_order_acquire);
+    for (;;) {
+        int next = cb == CB_SET ? CB_USED
+                   : cb == CB_BUSY ? CB_FIRED_BUSY
+                                   : CB_FIRED;
+        /*
+         * acq_rel: pairs with the CAS BUSY -> SET in ws_future_then, so
+         * cb and cb_arg are visible when we take SET to USED.
+         */
+        if (atomic_compare_exchange_weak_explicit(&f->cb_state, &cb, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_acquire))
+            break;
+    }
+    if (cb == CB_SET) {
+        if (f->cb == completion_arrive)
+            completion_deliver(f, f->cb_arg, counted);
+        else
+            f->cb(f, f->cb_arg);
+    }
     ws__pool_wake_external(f->pool);
     ws__worker *w = atomic_load_explicit(&f->waiter, memory_order_seq_cst);
     if (w != NULL)
@@ -244,23 +285,31 @@ ws_future_then(ws_future *f, ws_future_cb cb, void *arg)
     if (f == NULL || cb == NULL)
         return EINVAL;
     int st = CB_NONE;
-    /* Acquire on failure: a FIRED state means the result is visible. */
+    /* Acquire on failure: FIRED means the result is visible. */
     if (!atomic_compare_exchange_strong_explicit(&f->cb_state, &st, CB_BUSY,
                                                  memory_order_acquire,
                                                  memory_order_acquire)) {
-        if (st != CB_FIRED)
-            return EBUSY; /* another callback is registered */
-        cb(f, arg);       /* already done: run it here, once */
-        return 0;
+        /* Done already, and the slot unused: take it and run cb here. */
+        if (st == CB_FIRED &&
+            atomic_compare_exchange_strong_explicit(
+                &f->cb_state, &st, CB_USED, memory_order_acquire,
+                memory_order_acquire)) {
+            cb(f, arg);
+            return 0;
+        }
+        return EBUSY; /* another callback has the slot */
     }
     f->cb = cb;
     f->cb_arg = arg;
     st = CB_BUSY;
-    /* acq_rel: publishes cb and cb_arg to the exchange in complete(). */
+    /* acq_rel: publishes cb and cb_arg to the CAS in complete(). */
     if (!atomic_compare_exchange_strong_explicit(&f->cb_state, &st, CB_SET,
                                                  memory_order_acq_rel,
-                                                 memory_order_acquire))
-        cb(f, arg); /* completed while we registered: it left cb to us */
+                                                 memory_order_acquire)) {
+        /* Completed while we wrote cb (FIRED_BUSY): the call is ours. */
+        atomic_store_explicit(&f->cb_state, CB_USED, memory_order_relaxed);
+        cb(f, arg);
+    }
     return 0;
 }
 
@@ -338,6 +387,8 @@ ws_completion_create(ws_completion **out)
     ws_completion *c = calloc(1, sizeof *c);
     if (c == NULL)
         return ENOMEM;
+    c->gen = ws__fork_gen;
+    atomic_init(&c->arriving, 0);
     pthread_mutex_init(&c->lock, NULL);
     atomic_init(&c->seq, 0);
     atomic_init(&c->waiters, 0);
@@ -348,9 +399,15 @@ ws_completion_create(ws_completion **out)
 static void
 completion_arrive(ws_future *f, void *arg)
 {
-    ws_completion *c = arg;
+    completion_deliver(f, arg, false);
+}
 
+static void
+completion_deliver(ws_future *f, ws_completion *c, bool counted)
+{
     pthread_mutex_lock(&c->lock);
+    if (counted)
+        atomic_fetch_sub_explicit(&c->arriving, 1, memory_order_relaxed);
     f->next = NULL;
     if (c->tail != NULL)
         c->tail->next = f;
@@ -374,6 +431,8 @@ ws_completion_add(ws_completion *c, ws_future *f)
 {
     if (c == NULL || f == NULL)
         return EINVAL;
+    if (c->gen != ws__fork_gen)
+        return ECHILD;
     pthread_mutex_lock(&c->lock);
     c->pending++;
     pthread_mutex_unlock(&c->lock);
@@ -401,6 +460,8 @@ ws_completion_next(ws_completion *c, double timeout_s, ws_future **out)
 {
     if (c == NULL || out == NULL)
         return EINVAL;
+    if (c->gen != ws__fork_gen)
+        return ECHILD; /* its futures complete in the parent */
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     double start = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
@@ -451,6 +512,14 @@ ws_completion_destroy(ws_completion *c)
 {
     if (c == NULL)
         return EINVAL;
+    if (c->gen != ws__fork_gen) {
+        free(c); /* the child's copy: its lock may be held by a parent thread */
+        return 0;
+    }
+    /* Arrivals under way finish in moments: their futures are done. */
+    /* Acquire: the arrival decrements under the lock, after linking f. */
+    while (atomic_load_explicit(&c->arriving, memory_order_acquire) != 0)
+        sched_yield();
     pthread_mutex_lock(&c->lock);
     size_t outstanding = c->pending;
     for (ws_future *f = c->head; f != NULL; f = f->next)

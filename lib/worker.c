@@ -312,7 +312,7 @@ ws__worker_help(ws__worker *self, int64_t base, atomic_int *thief_hint,
                                           1, memory_order_relaxed);
             }
         }
-        if (!got && self->depth < HELP_DEPTH)
+        if (!got && (thief_hint == NULL || self->depth < HELP_DEPTH))
             got = find_work(self, &t);
         if (got) {
             self->depth++;
