@@ -42,7 +42,8 @@ enum { PENDING, RUNNING, DONE, CANCELLED };
 enum { CB_NONE, CB_BUSY, CB_SET, CB_FIRED, CB_FIRED_BUSY, CB_USED };
 
 struct ws_future {
-    atomic_int state;
+    atomic_uint state;        /* also the futex word of blocked waiters */
+    atomic_int sleepers;      /* threads blocked on state */
     atomic_int refs;
     ws_fn fn;
     void *arg;
@@ -136,7 +137,13 @@ complete(ws_future *f, int state)
         else
             f->cb(f, f->cb_arg);
     }
-    ws__pool_wake_external(f->pool);
+    /*
+     * seq_cst: after the seq_cst store of state; pairs with the seq_cst
+     * increment of sleepers in block_on (Dekker: one sees the other).
+     */
+    if (atomic_load_explicit(&f->sleepers, memory_order_seq_cst) > 0)
+        ws__futex_wake(&f->state, INT_MAX);
+    ws__pool_wake_external(f->pool); /* ws_wait_any, ws_wait_all */
     ws__worker *w = atomic_load_explicit(&f->waiter, memory_order_seq_cst);
     if (w != NULL)
         ws__worker_wake(w);
@@ -146,7 +153,7 @@ static void
 future_run(void *arg)
 {
     ws_future *f = arg;
-    int expected = PENDING;
+    unsigned expected = PENDING;
 
     /* acq_rel: a cancel that lost to us sees RUNNING; pairs with cancel. */
     if (atomic_compare_exchange_strong_explicit(&f->state, &expected, RUNNING,
@@ -173,6 +180,7 @@ ws_submit(ws_pool *pool, ws_fn fn, void *arg, ws_future **out)
         if (f == NULL)
             return ENOMEM;
         atomic_init(&f->state, PENDING);
+        atomic_init(&f->sleepers, 0);
         atomic_init(&f->refs, 2);
         f->fn = fn;
         f->arg = arg;
@@ -214,6 +222,48 @@ ws_submit(ws_pool *pool, ws_fn fn, void *arg, ws_future **out)
     return 0;
 }
 
+/*
+ * A thread that is not a worker blocks on one future's own state word, so
+ * that completions of other futures do not wake it.
+ */
+static int
+block_on(ws_future *f, double timeout_s)
+{
+    struct timespec ts;
+    double deadline = 0;
+
+    if (timeout_s >= 0) {
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        deadline = (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9 + timeout_s;
+    }
+    /* seq_cst: announce before the re-check; pairs with complete(). */
+    atomic_fetch_add_explicit(&f->sleepers, 1, memory_order_seq_cst);
+    int err = 0;
+    for (;;) {
+        unsigned st = atomic_load_explicit(&f->state, memory_order_seq_cst);
+        if (st >= DONE)
+            break;
+        double nap = 0.1; /* bounded: re-check even without a wake */
+        if (timeout_s >= 0) {
+            clock_gettime(CLOCK_MONOTONIC, &ts);
+            double left =
+                deadline - ((double)ts.tv_sec + (double)ts.tv_nsec * 1e-9);
+            if (left <= 0) {
+                err = ETIMEDOUT;
+                break;
+            }
+            if (left < nap)
+                nap = left;
+        }
+        ws__futex_wait(&f->state, st, nap);
+    }
+    atomic_fetch_sub_explicit(&f->sleepers, 1, memory_order_relaxed);
+    /* Acquire: the result, if done (pairs with the store in complete()). */
+    if (err != 0 && future_done(f))
+        err = 0;
+    return err;
+}
+
 /* Waits until done(arg) on pool's terms: helping on a worker, else blocking. */
 static int
 wait_on(ws_pool *pool, ws_future *announce, bool (*done)(void *), void *arg,
@@ -235,6 +285,8 @@ wait_on(ws_pool *pool, ws_future *announce, bool (*done)(void *), void *arg,
         return ws__worker_help(self, INT64_MIN, NULL, done, arg,
                                timeout_s < 0 ? WS_FOREVER : timeout_s);
     }
+    if (announce != NULL)
+        return block_on(announce, timeout_s < 0 ? WS_FOREVER : timeout_s);
     return ws__pool_wait_external(pool, done, arg,
                                   timeout_s < 0 ? WS_FOREVER : timeout_s);
 }
@@ -267,7 +319,7 @@ ws_future_cancel(ws_future *f)
 {
     if (f == NULL)
         return EINVAL;
-    int expected = PENDING;
+    unsigned expected = PENDING;
     /* acq_rel: pairs with the CAS in future_run; one of the two wins. */
     if (atomic_compare_exchange_strong_explicit(&f->state, &expected,
                                                 CANCELLED,
