@@ -26,9 +26,12 @@
  *
  * Waits inside tasks (ws_sync on a stolen child, future waits) never block
  * the worker idle: ws__worker_help runs the worker's own tasks, steals back
- * from the thief of the awaited work (leapfrogging), then from anyone while
- * its nesting depth is small, and only then sleeps briefly on its own
- * wake_seq word, which the completing thief bumps.
+ * from the thief of the awaited work (leapfrogging), then from anyone, and
+ * only then sleeps briefly on its own wake_seq word, which the completing
+ * thief bumps.  Taking unrelated work nests it on this stack; that is not
+ * bounded, because the awaited work may be queued where only a waiting
+ * worker will ever take it (an injected task of a group this worker owns,
+ * a future queued behind the waiter), and a bound would deadlock there.
  */
 #define _GNU_SOURCE
 #include "worker.h"
@@ -45,7 +48,6 @@ enum {
     SPIN_PAUSE = 64,   /* steal rounds with a pause between them */
     SPIN_YIELD = 256,  /* then rounds with sched_yield, then sleep */
     STEAL_RETRY = 4,   /* attempts on a victim whose CAS we lost */
-    HELP_DEPTH = 32,   /* nesting of unrelated tasks inside waits */
 };
 
 static inline uint64_t
@@ -312,7 +314,7 @@ ws__worker_help(ws__worker *self, int64_t base, atomic_int *thief_hint,
                                           1, memory_order_relaxed);
             }
         }
-        if (!got && (thief_hint == NULL || self->depth < HELP_DEPTH))
+        if (!got)
             got = find_work(self, &t);
         if (got) {
             self->depth++;

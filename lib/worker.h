@@ -37,7 +37,7 @@ typedef struct ws__worker {
     unsigned nvictims, nlevels;
     const unsigned *victims, *levels;
     uint64_t rng;
-    int depth; /* tasks run nested inside waits */
+    int depth; /* tasks run nested inside waits (for debugging) */
     pthread_t thread;
     ws__counters stats;
 
@@ -89,11 +89,7 @@ void ws__worker_share(ws__worker *self) WS_HIDDEN;
  * Runs other tasks until done(arg) is true: the owner's deque above base,
  * then tasks stolen from *thief_hint's worker (leapfrogging), then anyone's,
  * sleeping briefly when there is nothing.  timeout_s as in the API: returns
- * 0 or ETIMEDOUT.  With a thief hint (a sync: the awaited tasks are running
- * on their thieves, so progress never needs this worker) unrelated work is
- * taken only while few tasks are nested on this stack; without one (a
- * future: the awaited task may be queued where only a waiting worker will
- * run it) there is no such bound.
+ * 0 or ETIMEDOUT.
  */
 int ws__worker_help(ws__worker *self, int64_t base, atomic_int *thief_hint,
                     bool (*done)(void *), void *arg,
