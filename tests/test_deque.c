@@ -162,15 +162,22 @@ struct race {
     atomic_uchar *seen;     /* times each id came out */
     atomic_int done;        /* the owner has finished */
     atomic_long stolen;
+    atomic_long bad;        /* records that were not ours */
     int shape;              /* 0: push2/take2, 1: burst push then drain */
 };
 
+/*
+ * Hot loops check without ck_assert: each passing Check assertion costs a
+ * write to the runner, which would dwarf the deque operations.
+ */
 static void
 take(struct race *r, const ws__task *t)
 {
     uintptr_t id = (uintptr_t)t->arg;
-    ck_assert(t->fn == nop);
-    ck_assert_uint_lt(id, (uintptr_t)r->n);
+    if (t->fn != nop || id >= (uintptr_t)r->n) {
+        atomic_fetch_add_explicit(&r->bad, 1, memory_order_relaxed);
+        return;
+    }
     atomic_fetch_add_explicit(&r->seen[id], 1, memory_order_relaxed);
 }
 
@@ -207,7 +214,8 @@ owner_run(struct race *r)
         int burst = r->shape == 0 ? 2 : 1 + (int)(id % 61);
         int pushed = 0;
         for (; pushed < burst && id < r->n; pushed++, id++)
-            ck_assert(ws__deque_push(&r->d, nop, (void *)(uintptr_t)id, 0));
+            if (!ws__deque_push(&r->d, nop, (void *)(uintptr_t)id, 0))
+                atomic_fetch_add_explicit(&r->bad, 1, memory_order_relaxed);
         if (ws__deque_requested(&r->d))
             ws__deque_share(&r->d);
         for (int k = 0; k < pushed; k++) {
@@ -245,9 +253,11 @@ race(long n, int shape, bool share_all, int64_t capacity)
         lost += c == 0;
         twice += c > 1;
     }
-    ck_assert_msg(lost == 0 && twice == 0,
-                  "%ld of %ld tasks lost, %ld run twice (%ld stolen)", lost, n,
-                  twice, atomic_load(&r->stolen));
+    ck_assert_msg(lost == 0 && twice == 0 && atomic_load(&r->bad) == 0,
+                  "%ld of %ld tasks lost, %ld run twice, %ld bad records "
+                  "(%ld stolen)",
+                  lost, n, twice, atomic_load(&r->bad),
+                  atomic_load(&r->stolen));
     ws__deque_destroy(&r->d);
     free(r->seen);
     free(r);
@@ -262,20 +272,20 @@ END_TEST
 
 START_TEST(test_deque_race_split)
 {
-    race(scale(4000000), 0, false, 1024);
+    race(scale(2000000), 0, false, 1024);
 }
 END_TEST
 
 START_TEST(test_deque_race_bursts)
 {
-    race(scale(2000000), 1, true, 1024);
+    race(scale(1000000), 1, true, 1024);
 }
 END_TEST
 
 START_TEST(test_deque_race_grow)
 {
     /* Capacity 2: the array grows while thieves steal from it. */
-    race(scale(1000000), 1, true, 2);
+    race(scale(500000), 1, true, 2);
 }
 END_TEST
 
