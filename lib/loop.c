@@ -33,6 +33,9 @@
  *   spawns the right half of what remains.  A leaf costs O(log n) spawns at
  *   most, a busy worker always offers work, and a heavy loop ends with the
  *   workers at most about one item apart.
+ * While the half it spawned last waits, the leaf polls between slices with
+ * an empty spawn, so that the deque shares the halves it holds privately
+ * with thieves that asked (see loop_poll).
  * The slice starts at one item and doubles while a slice takes less than
  * half of LOOP_SLICE_NS (halves when it takes more than twice as long); the
  * size found is shared by the pieces of the loop through a relaxed hint.  A
@@ -180,6 +183,29 @@ loop_split(struct loop *l, size_t b, size_t mid, size_t e, unsigned budget,
     return true;
 }
 
+static void
+loop_nop(void *arg)
+{
+    (void)arg;
+}
+
+/*
+ * Lets waiting thieves in.  The deque keeps the newest tasks private and
+ * shares them when a thief has asked, at the owner's next spawn or pop; a
+ * leaf that runs for long does neither, so the halves it spawned would stay
+ * out of reach.  An empty spawn and sync between slices serves the request
+ * for a few nanoseconds.
+ */
+static void
+loop_poll(struct loop *l)
+{
+    ws_group g;
+
+    ws_group_init(&g, l->pool);
+    if (ws_spawn(&g, loop_nop, NULL) == 0)
+        ws_sync(&g);
+}
+
 /* Adaptive leaf: slices of about LOOP_SLICE_NS, split on demand. */
 static void
 loop_leaf(struct loop *l, size_t b, size_t e, void *acc, struct piece *last)
@@ -206,10 +232,13 @@ loop_leaf(struct loop *l, size_t b, size_t e, void *acc, struct piece *last)
             old = slice;
         }
 
-        if (l->workers > 1 && e - b >= 2 * slice &&
-            (last == NULL ||
-             atomic_load_explicit(&last->started, memory_order_relaxed)) &&
-            loop_split(l, b, b + (e - b) / 2, e, 0, acc))
+        if (l->workers < 2)
+            continue;
+        if (last != NULL &&
+            !atomic_load_explicit(&last->started, memory_order_relaxed))
+            loop_poll(l);
+        else if (e - b >= 2 * slice &&
+                 loop_split(l, b, b + (e - b) / 2, e, 0, acc))
             return;
     }
 }
