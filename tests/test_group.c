@@ -20,6 +20,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -987,6 +988,77 @@ START_TEST(test_group_fork_in_task)
 }
 END_TEST
 
+/*
+ * Waits nested deeper than a worker's help depth, on work from outside.
+ * Tasks t[0..n) are queued from this thread; each begins a group, has this
+ * thread spawn one task into it (queued behind the t[] still waiting),
+ * and syncs.  The lone worker, waiting in t[k], takes t[k + 1] from the
+ * queue, so the waits nest n deep, and the innermost finds its own task
+ * behind everything else in the injection queue.  Every wait must still
+ * end: the group's task can run nowhere but on this worker.
+ */
+enum { DEEP = 40 };
+struct deep {
+    _Atomic(ws_group *) g[DEEP];
+    atomic_int ack[DEEP];
+    unsigned char mine[DEEP], self[DEEP];
+    int rc[DEEP];
+};
+struct deep_arg {
+    struct deep *d;
+    int k;
+};
+
+static void
+deep_task(void *arg)
+{
+    struct deep_arg *a = arg;
+    struct deep *d = a->d;
+    ws_group g;
+
+    ws_group_init(&g, NULL);
+    atomic_store(&d->g[a->k], &g);
+    while (!atomic_load(&d->ack[a->k]))
+        sched_yield();
+    d->rc[a->k] = ws_sync(&g);
+    d->self[a->k]++;
+}
+
+START_TEST(test_group_sync_deep_injected)
+{
+    static struct deep d;
+    struct deep_arg a[DEEP];
+    ws_pool *p = pool_new(1);
+    ws_group root;
+
+    memset(&d, 0, sizeof d);
+    ws_group_init(&root, p);
+    for (int k = 0; k < DEEP; k++) {
+        a[k] = (struct deep_arg){&d, k};
+        ck_assert_int_eq(ws_spawn(&root, deep_task, &a[k]), 0);
+    }
+    for (int k = 0; k < DEEP; k++) {
+        ws_group *g;
+        /* A task that never starts means the worker waits forever. */
+        for (int ms = 0; (g = atomic_load(&d.g[k])) == NULL; ms++) {
+            ck_assert_msg(ms < 20000,
+                          "task %d of %d never started: the worker waits "
+                          "forever %d deep for work in the queue",
+                          k, DEEP, k - 1);
+            sleep_ms(1);
+        }
+        ck_assert_int_eq(ws_spawn(g, bump, &d.mine[k]), 0);
+        atomic_store(&d.ack[k], 1);
+    }
+    ck_assert_int_eq(ws_sync(&root), 0);
+    for (int k = 0; k < DEEP; k++)
+        ck_assert_int_eq(d.rc[k], 0);
+    check_once(d.mine, DEEP, "spawned from outside");
+    check_once(d.self, DEEP, "nested");
+    destroy(p);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ */
 /* stress                                                             */
 /* ------------------------------------------------------------------ */
@@ -1574,6 +1646,7 @@ group_suite(void)
     tcase_add_test(tc, test_group_sync_blocks);
     tcase_add_test(tc, test_group_fork_child);
     tcase_add_test(tc, test_group_fork_in_task);
+    tcase_add_test(tc, test_group_sync_deep_injected);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("stress");
