@@ -155,6 +155,33 @@ sleep_ms(long ms)
         ;
 }
 
+/* The k-th CPU of the process's set, round-robin. */
+static int
+nth_cpu(int k)
+{
+    cpu_set_t set;
+    int n;
+
+    ck_assert_int_eq(sched_getaffinity(0, sizeof set, &set), 0);
+    n = CPU_COUNT(&set);
+    k %= n;
+    for (int c = 0; c < CPU_SETSIZE; c++)
+        if (CPU_ISSET(c, &set) && k-- == 0)
+            return c;
+    return 0;
+}
+
+/* Pins the calling thread, so that threads sharing a CPU interleave. */
+static void
+pin_thread(int cpu)
+{
+    cpu_set_t set;
+
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
 static double
 thread_cpu_seconds(void)
 {
@@ -704,7 +731,8 @@ END_TEST
 /*
  * Four threads spawn at once, each into a group of its own and all into
  * one shared group that the main thread began and syncs after joining
- * them.
+ * them.  They are pinned round-robin, so on a small machine two of them
+ * share each CPU.
  */
 enum { EXT_THREADS = 4 };
 struct ext {
@@ -712,7 +740,7 @@ struct ext {
     ws_group *shared;
     unsigned char *own, *shr;
     size_t n;
-    int rc;
+    int cpu, rc;
 };
 
 static void *
@@ -721,6 +749,7 @@ ext_thread(void *arg)
     struct ext *e = arg;
     ws_group g;
 
+    pin_thread(e->cpu);
     ws_group_init(&g, e->pool);
     for (size_t i = 0; i < e->n; i++) {
         e->rc |= ws_spawn(&g, bump, &e->own[i]);
@@ -745,7 +774,8 @@ START_TEST(test_group_external_threads)
     ck_assert_ptr_nonnull(shr);
     ws_group_init(&shared, p);
     for (int k = 0; k < EXT_THREADS; k++) {
-        e[k] = (struct ext){p, &shared, own + k * n, shr + k * n, n, 0};
+        e[k] = (struct ext){p, &shared, own + k * n, shr + k * n, n,
+                            nth_cpu(k), 0};
         ck_assert_int_eq(pthread_create(&t[k], NULL, ext_thread, &e[k]), 0);
     }
     for (int k = 0; k < EXT_THREADS; k++) {

@@ -1093,6 +1093,57 @@ nothing(void *arg)
     (void)arg;
 }
 
+/* Counters read while the pool runs: never going back, never torn. */
+struct watch {
+    ws_pool *pool;
+    atomic_int stop;
+    int bad, reads;
+};
+
+static void *
+watch_thread(void *arg)
+{
+    struct watch *wt = arg;
+    unsigned n = ws_pool_size(wt->pool);
+    ws_stats last[8] = {{0}}, s;
+
+    while (!atomic_load(&wt->stop)) {
+        for (unsigned w = 0; w < n; w++) {
+            if (ws_pool_stats(wt->pool, w, &s) != 0)
+                wt->bad++;
+            if (s.spawns < last[w].spawns || s.steals < last[w].steals ||
+                s.failed_steals < last[w].failed_steals ||
+                s.sleeps < last[w].sleeps)
+                wt->bad++;
+            last[w] = s;
+            wt->reads++;
+        }
+        sched_yield();
+    }
+    return NULL;
+}
+
+START_TEST(test_pool_stats_concurrent)
+{
+    struct watch wt = {.pool = pool_new(4, WS_BIND_NONE)};
+    unsigned long runs = scaled(10);
+    pthread_t t;
+
+    ck_assert_int_eq(pthread_create(&t, NULL, watch_thread, &wt), 0);
+    for (unsigned long i = 0; i < runs; i++) {
+        struct fib f = {20, 0};
+        ck_assert_int_eq(ws_run(wt.pool, fib_task, &f), 0);
+        ck_assert_int_eq(f.r, fib_seq(20));
+    }
+    atomic_store(&wt.stop, 1);
+    pthread_join(t, NULL);
+    ck_assert_int_eq(wt.bad, 0);
+    ck_assert_int_gt(wt.reads, 0);
+    ck_assert_int_eq(ws_pool_destroy(wt.pool), 0);
+}
+END_TEST
+
+
 /* Runs a pool with WSCHED_STATS as given; returns what went to stderr. */
 static char *
 stats_output(const char *value, unsigned workers)
@@ -1172,11 +1223,21 @@ START_TEST(test_pool_idle_cpu)
     ck_assert_int_eq(f.r, fib_seq(20));
     /* Let the workers finish their spinning, then measure a second. */
     sleep_ms(200);
+    ws_stats before[4], after;
+    for (unsigned w = 0; w < 4; w++)
+        ck_assert_int_eq(ws_pool_stats(p, w, &before[w]), 0);
     double t0 = cpu_seconds();
     sleep_ms(1000);
     double used = cpu_seconds() - t0;
     ck_assert_msg(used < 0.030, "idle pool used %.1f ms of CPU in 1 s",
                   used * 1e3);
+    /* Every worker slept; none ran anything meanwhile. */
+    for (unsigned w = 0; w < 4; w++) {
+        ck_assert_int_eq(ws_pool_stats(p, w, &after), 0);
+        ck_assert_uint_gt(after.sleeps, 0);
+        ck_assert_uint_eq(after.tasks, before[w].tasks);
+        ck_assert_uint_eq(after.spawns, before[w].spawns);
+    }
 
     /* Work arriving at the sleeping pool is picked up. */
     f = (struct fib){21, 0};
@@ -1226,6 +1287,7 @@ pool_suite(void)
     tc = tcase_create("concurrency");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_pool_two_pools);
+    tcase_add_test(tc, test_pool_stats_concurrent);
     tcase_add_test(tc, test_pool_idle_cpu);
     suite_add_tcase(s, tc);
     return s;
