@@ -1,0 +1,89 @@
+/*
+ * fib(n) with wsched, no cutoff, through the public calls of the shared
+ * library: each call with n >= 2 spawns fib(n - 1), calls fib(n - 2)
+ * directly, and syncs.  The sequential versions run interleaved with it,
+ * so that T1/Ts compares runs made under the same load.
+ */
+#include <stdio.h>
+#include <wsched.h>
+
+#include "fib.h"
+#include "fj-ws.h"
+#include "fj.h"
+
+struct fib_arg {
+    int n;
+    long r;
+};
+
+struct fib_ctx {
+    ws_pool *pool;
+    struct fib_job *job;
+    long calls;
+};
+
+static void
+fib_task(void *p)
+{
+    struct fib_arg *f = p, a, b;
+    ws_group g;
+
+    if (f->n < 2) {
+        f->r = f->n;
+        return;
+    }
+    a.n = f->n - 1;
+    b.n = f->n - 2;
+    ws_group_init(&g, NULL);
+    if (ws_spawn(&g, fib_task, &a) != 0)
+        fj_fail("fib", "wsched", "ws_spawn failed");
+    fib_task(&b);
+    if (ws_sync(&g) != 0)
+        fj_fail("fib", "wsched", "ws_sync failed");
+    f->r = a.r + b.r;
+}
+
+static int
+run(void *arg)
+{
+    struct fib_ctx *c = arg;
+    struct fib_arg f = {c->job->n, 0};
+
+    c->calls++;
+    if (ws_run(c->pool, fib_task, &f) != 0)
+        fj_fail("fib", "wsched", "ws_run failed");
+    return f.r != c->job->expect;
+}
+
+int
+main(int argc, char **argv)
+{
+    struct fj_opts o;
+    struct fib_job j;
+    ws_pool *one, *all;
+
+    fj_parse(argc, argv, &o, FIB_N);
+    if (o.n > FIB_MAX_N)
+        fj_usage(argv[0]);
+    fj_ws_pools(&o, "fib", &one, &all);
+    j.n = o.n;
+    j.expect = fib_value(o.n);
+    printf("INFO fib n=%d result=%ld spawns=%ld\n", o.n, j.expect,
+           fib_spawns(o.n));
+
+    unsigned p = ws_pool_size(all);
+    struct fib_ctx c1 = {one, &j, 0}, cp = {all, &j, 0};
+    struct fj_case cases[] = {
+        {"seq", 1, fib_run_seq, &j},
+        {"seq-calls", 1, fib_run_calls, &j},
+        {"wsched", 1, run, &c1},
+        {"wsched", p, run, &cp},
+    };
+    fj_measure("fib", cases, p > 1 ? 4 : 3, o.runs);
+    fj_ws_report(one, "fib", c1.calls);
+    if (p > 1)
+        fj_ws_report(all, "fib", cp.calls);
+    ws_pool_destroy(one);
+    ws_pool_destroy(all);
+    return 0;
+}
