@@ -1,8 +1,10 @@
 /*
  * fib(n) with wsched, no cutoff, through the public calls of the shared
  * library: each call with n >= 2 spawns fib(n - 1), calls fib(n - 2)
- * directly, and syncs.  The sequential versions run interleaved with it,
- * so that T1/Ts compares runs made under the same load.
+ * directly, and syncs.  The same tree through ws_join, the one call for
+ * that pattern, is measured beside it ("ws-join").  The sequential
+ * versions run interleaved with both, so that T1/Ts compares runs made
+ * under the same load.
  */
 #include <stdio.h>
 #include <wsched.h>
@@ -43,6 +45,22 @@ fib_task(void *p)
     f->r = a.r + b.r;
 }
 
+static void
+fib_join(void *p)
+{
+    struct fib_arg *f = p, a, b;
+
+    if (f->n < 2) {
+        f->r = f->n;
+        return;
+    }
+    a.n = f->n - 1;
+    b.n = f->n - 2;
+    if (ws_join(fib_join, &a, fib_join, &b) != 0)
+        fj_fail("fib", "ws-join", "ws_join failed");
+    f->r = a.r + b.r;
+}
+
 static int
 run(void *arg)
 {
@@ -52,6 +70,18 @@ run(void *arg)
     c->calls++;
     if (ws_run(c->pool, fib_task, &f) != 0)
         fj_fail("fib", "wsched", "ws_run failed");
+    return f.r != c->job->expect;
+}
+
+static int
+run_join(void *arg)
+{
+    struct fib_ctx *c = arg;
+    struct fib_arg f = {c->job->n, 0};
+
+    c->calls++;
+    if (ws_run(c->pool, fib_join, &f) != 0)
+        fj_fail("fib", "ws-join", "ws_run failed");
     return f.r != c->job->expect;
 }
 
@@ -74,12 +104,11 @@ main(int argc, char **argv)
     unsigned p = ws_pool_size(all);
     struct fib_ctx c1 = {one, &j, 0}, cp = {all, &j, 0};
     struct fj_case cases[] = {
-        {"seq", 1, fib_run_seq, &j},
-        {"seq-calls", 1, fib_run_calls, &j},
-        {"wsched", 1, run, &c1},
-        {"wsched", p, run, &cp},
+        {"seq", 1, fib_run_seq, &j}, {"seq-calls", 1, fib_run_calls, &j},
+        {"wsched", 1, run, &c1},     {"ws-join", 1, run_join, &c1},
+        {"wsched", p, run, &cp},     {"ws-join", p, run_join, &cp},
     };
-    fj_measure("fib", cases, p > 1 ? 4 : 3, o.runs);
+    fj_measure("fib", cases, p > 1 ? 6 : 4, o.runs);
     fj_ws_report(one, "fib", c1.calls);
     if (p > 1)
         fj_ws_report(all, "fib", cp.calls);
