@@ -219,7 +219,13 @@ else
     p=$(getconf _NPROCESSORS_ONLN 2>/dev/null || echo 1)
 fi
 
-echo "fork-join: $benches with 1 and $p workers, $runs runs each"
+# The load average tells how much else shared the machine during the run.
+load() {
+    [ -r /proc/loadavg ] && cut -d' ' -f1-3 /proc/loadavg
+}
+
+echo "fork-join: $benches with 1 and $p workers, $runs runs each;" \
+    "load average $(load)"
 for b in $benches; do
     # The wsched program also runs the sequential versions, interleaved
     # with its own runs; without it, the sequential program runs alone.
@@ -237,3 +243,5 @@ for b in $benches; do
 done
 echo
 table "$log"
+echo
+echo "load average at the end: $(load)"
