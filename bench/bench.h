@@ -57,18 +57,18 @@ bench_runs(void)
  * the two vCPUs one core between them.  Taken as a median of a few short
  * probes so that it describes the same seconds as the figures beside it.
  */
-static volatile uint64_t bench_sink;
-
+/* Spins on *arg iterations and leaves the result there, so that the work
+ * cannot be optimised away and each thread writes only its own word. */
 static void *
 bench_spin(void *arg)
 {
-    uint64_t n = *(const uint64_t *)arg, x = 88172645463325252ull;
+    uint64_t *io = (uint64_t *)arg, n = *io, x = 88172645463325252ull;
     for (uint64_t i = 0; i < n; i++) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
     }
-    bench_sink = x;
+    *(volatile uint64_t *)io = x;
     return NULL;
 }
 
@@ -76,12 +76,13 @@ static inline double
 bench_capacity_once(uint64_t iters)
 {
     pthread_t t;
+    uint64_t a = iters, b = iters, c = iters;
     double t0 = bench_now();
-    bench_spin(&iters);
+    bench_spin(&a);
     double one = bench_now() - t0;
     t0 = bench_now();
-    pthread_create(&t, NULL, bench_spin, &iters);
-    bench_spin(&iters);
+    pthread_create(&t, NULL, bench_spin, &b);
+    bench_spin(&c);
     pthread_join(t, NULL);
     double two = bench_now() - t0;
     return 2.0 * one / two;
