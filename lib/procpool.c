@@ -52,12 +52,12 @@
 #include "arch.h"
 #include "ring.h"
 #include "shm.h"
+#include "topo.h"
 
 #include <errno.h>
 #include <math.h>
 #include <poll.h>
 #include <pthread.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1312,14 +1312,19 @@ out:
 /* Create, destroy, shared allocations                                */
 /* ------------------------------------------------------------------ */
 
-static unsigned
-pp_default_size(void)
+/* One worker per core the process may use, as for thread pools. */
+static int
+pp_default_size(unsigned *n)
 {
-    cpu_set_t set;
-    if (sched_getaffinity(0, sizeof set, &set) != 0)
-        return 1;
-    int c = CPU_COUNT(&set);
-    return c > 0 ? (unsigned)c : 1;
+    ws__plan *plan;
+    int err = ws__plan_create(&plan, 0, WS_BIND_NONE, NULL);
+    if (err != 0)
+        return err;
+    *n = ws__plan_cores(plan);
+    ws__plan_destroy(plan);
+    if (*n == 0)
+        *n = 1;
+    return 0;
 }
 
 static void
@@ -1376,10 +1381,13 @@ ws_procpool_create(ws_procpool **out, unsigned processes)
 {
     if (out == NULL || processes > WS__PROCPOOL_MAX)
         return EINVAL;
-    if (processes == 0)
-        processes = pp_default_size();
-    if (processes > WS__PROCPOOL_MAX)
-        processes = WS__PROCPOOL_MAX;
+    if (processes == 0) {
+        int err = pp_default_size(&processes);
+        if (err != 0)
+            return err;
+        if (processes > WS__PROCPOOL_MAX)
+            processes = WS__PROCPOOL_MAX;
+    }
 
     ws_procpool *pp = calloc(1, sizeof *pp);
     if (pp == NULL)

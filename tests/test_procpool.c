@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -128,6 +129,18 @@ START_TEST(test_procpool_map_empty)
                                                    .status = &st}),
                      0);
     ck_assert_int_eq(st, 7);
+    ck_assert_int_eq(ws_procpool_destroy(pp), 0);
+}
+END_TEST
+
+START_TEST(test_procpool_default_size)
+{
+    /* One worker per core of the machine's allowed set. */
+    ws_procpool *pp = make_pool(0);
+    unsigned n = ws__procpool_size(pp);
+    ck_assert_uint_ge(n, 1);
+    ck_assert_uint_le(n, (unsigned)sysconf(_SC_NPROCESSORS_ONLN));
+    check_squares(pp, 10000, 0);
     ck_assert_int_eq(ws_procpool_destroy(pp), 0);
 }
 END_TEST
@@ -1020,6 +1033,7 @@ procpool_suite(void)
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_procpool_map_empty);
     tcase_add_test(tc, test_procpool_map_one);
+    tcase_add_test(tc, test_procpool_default_size);
     tcase_add_loop_test(tc, test_procpool_map_million, 0, 3);
     tcase_add_test(tc, test_procpool_chunk_sizes);
     tcase_add_loop_test(tc, test_procpool_odd_sizes, 0, 3);
