@@ -16,8 +16,10 @@
  * consumer reads the record, then stores tail with release; the producer
  * loads tail with acquire before it writes over released bytes.  Each side
  * caches the other's counter and reloads it only when the cached value
- * says the ring is empty or full, so in steady state a record costs no
- * shared-line miss besides its own bytes.
+ * says the ring is empty or full.  Optionally (ws__ring_set_batch) each
+ * side publishes its counter only every few KiB, and at every notify and
+ * wait: a consumer that keeps up with its producer then does not pull the
+ * head line across for every record, which matters for small records.
  *
  * Sleeping: a side that finds nothing to do polls for a while, then sleeps
  * on a futex word of the other side's line (cons_sleep or prod_sleep).
@@ -104,6 +106,35 @@ ws__ring_end_init(struct ws__ring_end *e, struct ws__ring_shared *sh,
     e->spin = spin;
 }
 
+void
+ws__ring_set_batch(struct ws__ring_end *e, uint64_t batch)
+{
+    e->batch = batch < e->cap / 4 ? batch : e->cap / 4;
+}
+
+static void
+ring_publish_head(struct ws__ring_end *p)
+{
+    p->shown = p->pos;
+    /*
+     * Release: publishes the records (and pads) below pos; pairs with
+     * the acquire load of head in ring.c:ws__ring_peek.
+     */
+    atomic_store_explicit(&p->sh->head, p->pos, memory_order_release);
+}
+
+static void
+ring_publish_tail(struct ws__ring_end *c)
+{
+    c->shown = c->pos;
+    /*
+     * Release: our reads of the records below pos are done before the
+     * producer may write over them; pairs with the acquire load of tail
+     * in ring.c:ring_room.
+     */
+    atomic_store_explicit(&c->sh->tail, c->pos, memory_order_release);
+}
+
 /* Producer. */
 
 /*
@@ -158,16 +189,15 @@ ws__ring_commit(struct ws__ring_end *p, uint32_t tag, uint64_t user)
     memcpy(p->data + (p->pos & (p->cap - 1)), &r, sizeof r);
     p->pos += ws__ring_rec_size(p->rlen);
     p->rlen = 0;
-    /*
-     * Release: publishes the record (and any pad before it); pairs with
-     * the acquire load of head in ring.c:ws__ring_peek.
-     */
-    atomic_store_explicit(&p->sh->head, p->pos, memory_order_release);
+    if (p->pos - p->shown > p->batch)
+        ring_publish_head(p);
 }
 
 void
 ws__ring_notify(struct ws__ring_end *p)
 {
+    if (p->pos != p->shown)
+        ring_publish_head(p);
     /*
      * Acq_rel read-modify-write of cons_sleep: pairs with the exchange in
      * ring.c:ws__ring_wait_data.  If the consumer's exchange came first we
@@ -269,17 +299,15 @@ ws__ring_release(struct ws__ring_end *c)
 {
     WS_ASSERT(c->next > c->pos);
     c->pos = c->next;
-    /*
-     * Release: our reads of the record are done before the producer may
-     * write over it; pairs with the acquire load of tail in
-     * ring.c:ring_room.
-     */
-    atomic_store_explicit(&c->sh->tail, c->pos, memory_order_release);
+    if (c->pos - c->shown > c->batch)
+        ring_publish_tail(c);
 }
 
 void
 ws__ring_notify_space(struct ws__ring_end *c)
 {
+    if (c->pos != c->shown)
+        ring_publish_tail(c);
     /*
      * Acq_rel read-modify-write of prod_sleep: pairs with the exchange in
      * ring.c:ws__ring_wait_space (the argument of ws__ring_notify).

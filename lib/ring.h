@@ -55,6 +55,8 @@ struct ws__ring_end {
     uint64_t pos;   /* producer: next record; consumer: next to read */
     uint64_t limit; /* producer: last tail seen; consumer: last head seen */
     uint64_t next;  /* consumer: pos after the record peeked, if any */
+    uint64_t shown; /* producer: head published; consumer: tail */
+    uint64_t batch; /* publish once this many bytes are pending */
     uint32_t rlen;  /* producer: payload bytes reserved, 0: none */
     unsigned spin;  /* polls before a wait sleeps */
 };
@@ -70,6 +72,14 @@ uint64_t ws__ring_rec_size(uint32_t len);
 void ws__ring_init_shared(struct ws__ring_shared *sh);
 void ws__ring_end_init(struct ws__ring_end *e, struct ws__ring_shared *sh,
                        void *data, uint64_t cap, unsigned spin);
+/*
+ * Publishes head (producer) or tail (consumer) only once batch bytes of
+ * records are pending, instead of after every record; notify,
+ * notify_space and the waits publish what is pending.  0 (the default)
+ * publishes every record.  Small records between busy processes go
+ * several times faster in batches of a few KiB.
+ */
+void ws__ring_set_batch(struct ws__ring_end *e, uint64_t batch);
 
 /*
  * Producer.  reserve: room for a record of len payload bytes; *payload
@@ -77,9 +87,10 @@ void ws__ring_end_init(struct ws__ring_end *e, struct ws__ring_shared *sh,
  * EPROTO (the consumer's tail is impossible).  Never blocks.
  */
 int ws__ring_reserve(struct ws__ring_end *p, uint32_t len, void **payload);
-/* Publishes the reserved record. */
+/* Commits the reserved record: publishes it, or queues it (batch). */
 void ws__ring_commit(struct ws__ring_end *p, uint32_t tag, uint64_t user);
-/* Wakes the consumer if it sleeps; call after a batch of commits. */
+/* Publishes queued records and wakes the consumer if it sleeps; call
+ * after a batch of commits. */
 void ws__ring_notify(struct ws__ring_end *p);
 /*
  * Waits until a record of len bytes would fit: polls, then sleeps for at
@@ -95,9 +106,10 @@ int ws__ring_wait_space(struct ws__ring_end *p, uint32_t len,
  * stays in the ring until ws__ring_release.
  */
 int ws__ring_peek(struct ws__ring_end *c, struct ws__ring_msg *m);
-/* Frees the record peeked last. */
+/* Frees the record peeked last (the room is published per batch). */
 void ws__ring_release(struct ws__ring_end *c);
-/* Wakes the producer if it sleeps; call after a batch of releases. */
+/* Publishes freed room and wakes the producer if it sleeps; call after a
+ * batch of releases. */
 void ws__ring_notify_space(struct ws__ring_end *c);
 /* Nonzero if a record is published and not yet released; never blocks. */
 int ws__ring_readable(struct ws__ring_end *c);
