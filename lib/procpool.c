@@ -74,14 +74,16 @@
 #define PP_MAGIC UINT64_C(0x6c6f6f70636f7270) /* "procpool" */
 #define PP_VERSION 1u
 
-#define PP_RING_CAP ((uint64_t)256 << 10)  /* bytes per ring */
-#define PP_DEPTH 2                         /* chunks queued per worker */
+#define PP_RING_MAX ((uint64_t)1 << 20)    /* bytes per ring, small pools */
+#define PP_RING_MIN ((uint64_t)256 << 10)  /* bytes per ring, large pools */
+#define PP_RING_TOTAL ((uint64_t)32 << 20) /* all rings, when possible */
+#define PP_DEPTH 3                         /* chunks queued per worker */
 #define PP_CTL_SIZE ((size_t)4096)         /* control block */
 #define PP_SLOT_HDR ((size_t)4096)         /* slot counters, then buffers */
 #define PP_HEAP_START ((size_t)1 << 20)    /* heap at create */
 #define PP_SHM_MAX ((size_t)64 << 30)      /* address space reserved */
-#define PP_WORKER_SPIN 2000u               /* polls before a worker sleeps */
-#define PP_PARENT_SPIN 500u                /* polls before the parent sleeps */
+#define PP_WORKER_SPIN 100u                /* polls before a worker sleeps */
+#define PP_PARENT_SPIN 50u                 /* polls before the parent sleeps */
 #define PP_IDLE_CHECK_S 0.25               /* idle worker: parent alive? */
 #define PP_TICK_NS UINT64_C(100000000)     /* parent: pidfds polled at least */
 #define PP_EXIT_WAIT_MS 2000               /* destroy: grace before SIGKILL */
@@ -202,6 +204,7 @@ struct ws_procpool {
     struct pp_ctl *ctl;
     struct pp_worker *w;
     unsigned n;
+    uint64_t ring_cap;  /* bytes per ring */
     pid_t creator;
     pid_t server_pid;
     int server_pidfd;   /* parent: -1 once the fork server is gone */
@@ -257,17 +260,28 @@ prog_make(uint32_t seq, uint32_t index, int running)
     return (uint64_t)seq << 32 | (uint64_t)index << 1 | (uint64_t)running;
 }
 
-static size_t
-pp_slot_size(void)
+/* Ring size: large rings take bigger chunks, but cost memory per worker. */
+static uint64_t
+pp_ring_cap(unsigned processes)
 {
-    return PP_SLOT_HDR + 2 * PP_RING_CAP;
+    uint64_t cap = PP_RING_MAX;
+    while (cap > PP_RING_MIN && cap * 2 * processes > PP_RING_TOTAL)
+        cap /= 2;
+    return cap;
+}
+
+static size_t
+pp_slot_size(uint64_t cap)
+{
+    return PP_SLOT_HDR + 2 * cap;
 }
 
 static struct pp_slot *
 pp_slot_at(const ws_procpool *pp, unsigned k)
 {
     return (struct pp_slot *)(void *)(pp->shm.base + ws__shm_data_off() +
-                                      PP_CTL_SIZE + k * pp_slot_size());
+                                      PP_CTL_SIZE +
+                                      k * pp_slot_size(pp->ring_cap));
 }
 
 static unsigned char *
@@ -277,9 +291,9 @@ pp_req_data(struct pp_slot *s)
 }
 
 static unsigned char *
-pp_res_data(struct pp_slot *s)
+pp_res_data(struct pp_slot *s, uint64_t cap)
 {
-    return (unsigned char *)s + PP_SLOT_HDR + PP_RING_CAP;
+    return (unsigned char *)s + PP_SLOT_HDR + cap;
 }
 
 /* Payload bytes of a result record of count items. */
@@ -417,21 +431,26 @@ worker_chunk(struct pp_wstate *st, const unsigned char *payload)
                                   (out_inline ? round16(ch.count *
                                                         st->out_size)
                                               : 0));
-    uint64_t t0 = ws__shm_now_ns();
+    /* Locals: fn may write any memory, so fields would be reloaded. */
+    ws_map_fn fn = st->fn;
+    void *ctx = st->ctx;
+    size_t isz = st->in_size, osz = st->out_size;
+    _Atomic uint64_t *progress = &st->slot->progress;
+    _Atomic uint64_t *started = st->timed ? &st->slot->started_ns : NULL;
     uint32_t nerr = 0;
+    uint64_t t0 = ws__shm_now_ns();
     for (uint32_t i = 0; i < ch.count; i++) {
-        if (st->timed)
-            atomic_store_explicit(&st->slot->started_ns, ws__shm_now_ns(),
+        if (started != NULL)
+            atomic_store_explicit(started, ws__shm_now_ns(),
                                   memory_order_relaxed);
         /*
          * Release: the start time above is visible to a parent that
          * reads this progress; pairs with the acquire load in
          * procpool.c:pp_check_timeouts.
          */
-        atomic_store_explicit(&st->slot->progress, prog_make(ch.seq, i, 1),
+        atomic_store_explicit(progress, prog_make(ch.seq, i, 1),
                               memory_order_release);
-        int e = st->fn(in + i * st->in_size, out + i * st->out_size,
-                       st->ctx);
+        int e = fn(in + i * isz, out + i * osz, ctx);
         if (WS_UNLIKELY(e != 0)) {
             if (nerr == 0)
                 memset(status, 0, i * sizeof *status);
@@ -440,8 +459,7 @@ worker_chunk(struct pp_wstate *st, const unsigned char *payload)
         } else if (WS_UNLIKELY(nerr != 0)) {
             status[i] = 0;
         }
-        atomic_store_explicit(&st->slot->progress,
-                              prog_make(ch.seq, i + 1, 0),
+        atomic_store_explicit(progress, prog_make(ch.seq, i + 1, 0),
                               memory_order_relaxed);
     }
     h->elapsed_ns = ws__shm_now_ns() - t0;
@@ -464,9 +482,10 @@ worker_main(ws_procpool *pp, unsigned k)
 
     struct pp_wstate st = {.pp = pp, .slot = pp_slot_at(pp, k)};
     ws__ring_end_init(&st.req, &st.slot->req, pp_req_data(st.slot),
-                      PP_RING_CAP, PP_WORKER_SPIN);
-    ws__ring_end_init(&st.res, &st.slot->res, pp_res_data(st.slot),
-                      PP_RING_CAP, PP_WORKER_SPIN);
+                      pp->ring_cap, PP_WORKER_SPIN);
+    ws__ring_end_init(&st.res, &st.slot->res,
+                      pp_res_data(st.slot, pp->ring_cap), pp->ring_cap,
+                      PP_WORKER_SPIN);
     for (;;) {
         struct ws__ring_msg msg;
         int r = ws__ring_peek(&st.req, &msg);
@@ -658,8 +677,9 @@ pp_spawn(ws_procpool *pp, unsigned k)
     ws__ring_init_shared(&s->res);
     atomic_store_explicit(&s->progress, 0, memory_order_relaxed);
     atomic_store_explicit(&s->started_ns, 0, memory_order_relaxed);
-    ws__ring_end_init(&w->req, &s->req, pp_req_data(s), PP_RING_CAP, 0);
-    ws__ring_end_init(&w->res, &s->res, pp_res_data(s), PP_RING_CAP, 0);
+    ws__ring_end_init(&w->req, &s->req, pp_req_data(s), pp->ring_cap, 0);
+    ws__ring_end_init(&w->res, &s->res, pp_res_data(s, pp->ring_cap),
+                      pp->ring_cap, 0);
     w->qhead = w->qlen = 0;
     w->begun = 0;
     w->next_seq = 1;
@@ -1175,7 +1195,7 @@ static int
 pp_mode(ws_procpool *pp, const void *buf, size_t n, size_t size,
         size_t extra, size_t *off, uint64_t *cmax)
 {
-    uint32_t budget = ws__ring_max_payload(PP_RING_CAP) / 2 - 64;
+    uint32_t budget = ws__ring_max_payload(pp->ring_cap) / 2 - 64;
     *off = ws__shm_offset(&pp->shm, buf, n * size);
     if (*off != SIZE_MAX) {
         *cmax = extra ? budget / extra : UINT64_MAX;
@@ -1410,7 +1430,9 @@ ws_procpool_create(ws_procpool **out, unsigned processes)
         pp_free(pp);
         return err;
     }
-    err = ws__shm_create(&pp->shm, PP_CTL_SIZE + processes * pp_slot_size(),
+    pp->ring_cap = pp_ring_cap(processes);
+    err = ws__shm_create(&pp->shm,
+                         PP_CTL_SIZE + processes * pp_slot_size(pp->ring_cap),
                          PP_HEAP_START, PP_SHM_MAX);
     if (err != 0) {
         pthread_mutex_destroy(&pp->lock);
@@ -1421,8 +1443,8 @@ ws_procpool_create(ws_procpool **out, unsigned processes)
     pp->ctl->magic = PP_MAGIC;
     pp->ctl->version = PP_VERSION;
     pp->ctl->nslots = processes;
-    pp->ctl->ring_cap = PP_RING_CAP;
-    pp->ctl->slot_size = pp_slot_size();
+    pp->ctl->ring_cap = pp->ring_cap;
+    pp->ctl->slot_size = pp_slot_size(pp->ring_cap);
     for (unsigned k = 0; k < processes; k++)
         pp->w[k].slot = pp_slot_at(pp, k);
 
