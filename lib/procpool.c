@@ -1534,3 +1534,9 @@ ws__procpool_server_pid(const ws_procpool *pp)
 {
     return pp->server_pidfd >= 0 ? pp->server_pid : -1;
 }
+
+_Atomic uint64_t *
+ws__procpool_result_head(const ws_procpool *pp, unsigned i)
+{
+    return i < pp->n ? &pp_slot_at(pp, i)->res.head : NULL;
+}

@@ -717,6 +717,58 @@ START_TEST(test_procpool_timeout_spares_slow_items)
 }
 END_TEST
 
+/* On item 500, corrupts the worker's result ring, then hangs. */
+static int
+fn_scribble(const void *in, void *out, void *ctx)
+{
+    _Atomic uint64_t *head = *(_Atomic uint64_t *const *)ctx;
+    long x;
+    memcpy(&x, in, sizeof x);
+    if (x == 500) {
+        atomic_store(head, UINT64_C(0x123456789));
+        for (;;)
+            pause();
+    }
+    return fn_square(in, out, ctx);
+}
+
+START_TEST(test_procpool_corrupt_channel)
+{
+    /* A worker that writes nonsense into its channel is killed and
+     * replaced; the item it ran fails with EPROTO, nothing else. */
+    ws_procpool *pp = make_pool(1);
+    _Atomic uint64_t *head = ws__procpool_result_head(pp, 0);
+    size_t n = 3000;
+    long *in = iota(n), *out = malloc(n * sizeof *out);
+    int *status = malloc(n * sizeof *status);
+    for (size_t i = 0; i < n; i++)
+        out[i] = -1;
+    ck_assert_int_eq(ws_procpool_map(pp, &(ws_map){.fn = fn_scribble,
+                                                   .in = in,
+                                                   .in_size = 8,
+                                                   .out = out,
+                                                   .out_size = 8,
+                                                   .n = n,
+                                                   .ctx = &head,
+                                                   .ctx_size = sizeof head,
+                                                   .status = status}),
+                     EPROTO);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i == 500)
+            bad += status[i] != EPROTO || out[i] != -1;
+        else
+            bad += status[i] != 0 || out[i] != (long)(i * i + 1);
+    }
+    ck_assert_uint_eq(bad, 0);
+    check_squares(pp, 10000, 0);
+    free(in);
+    free(out);
+    free(status);
+    ck_assert_int_eq(ws_procpool_destroy(pp), 0);
+}
+END_TEST
+
 START_TEST(test_procpool_worker_killed_idle)
 {
     /* Killed between maps: the next map replaces it and runs. */
@@ -1061,6 +1113,7 @@ procpool_suite(void)
     tcase_add_test(tc, test_procpool_crash_one_process);
     tcase_add_test(tc, test_procpool_timeout);
     tcase_add_test(tc, test_procpool_timeout_spares_slow_items);
+    tcase_add_test(tc, test_procpool_corrupt_channel);
     tcase_add_test(tc, test_procpool_worker_killed_idle);
     tcase_add_test(tc, test_procpool_server_killed);
     suite_add_tcase(s, tc);
