@@ -133,15 +133,15 @@ _Static_assert(sizeof(struct pp_slot) <= PP_SLOT_HDR, "slot header fits");
  */
 struct pp_begin {
     ws_map_fn fn;
-    void *ctx;          /* passed as is when ctx_size is 0 */
+    void *ctx; /* passed as is when ctx_size is 0 */
     uint64_t map_id;
-    uint64_t ctx_off;   /* staged copy of ctx_size bytes */
+    uint64_t ctx_off; /* staged copy of ctx_size bytes */
     uint64_t ctx_size;
     uint64_t in_size;
     uint64_t out_size;
-    uint64_t in_off;    /* IO_PLACE: item 0; IO_STAGE: this slot's stage */
+    uint64_t in_off; /* IO_PLACE: item 0; IO_STAGE: this slot's stage */
     uint64_t out_off;
-    uint64_t shm_size;  /* bytes of the region the worker must map */
+    uint64_t shm_size; /* bytes of the region the worker must map */
     uint32_t in_mode;
     uint32_t out_mode;
     uint32_t timed;
@@ -160,7 +160,7 @@ struct pp_chunk {
 struct pp_result {
     uint32_t seq;
     uint32_t count;
-    uint32_t nerr;       /* statuses are written only if nonzero */
+    uint32_t nerr; /* statuses are written only if nonzero */
     uint32_t pad;
     uint64_t elapsed_ns; /* the chunk's work, for chunk sizing */
     uint64_t pad2;
@@ -191,7 +191,7 @@ struct pp_worker {
     struct ws__ring_end req; /* the parent produces */
     struct ws__ring_end res; /* the parent consumes */
     pid_t pid;
-    int pidfd; /* -1: no worker in this slot */
+    int pidfd;     /* -1: no worker in this slot */
     int kill_code; /* nonzero: we killed it; the running item gets this */
     uint32_t next_seq;
     uint64_t begun; /* map whose parameters it has; 0: none */
@@ -204,15 +204,15 @@ struct ws_procpool {
     struct pp_ctl *ctl;
     struct pp_worker *w;
     unsigned n;
-    uint64_t ring_cap;  /* bytes per ring */
+    uint64_t ring_cap; /* bytes per ring */
     pid_t creator;
     pid_t server_pid;
-    int server_pidfd;   /* parent: -1 once the fork server is gone */
-    int sock;           /* parent's end; in the fork server, its end */
-    int parent_pidfd;   /* fork server and workers: the creator */
-    int *srv_pidfd;     /* fork server: one pidfd per slot */
+    int server_pidfd;        /* parent: -1 once the fork server is gone */
+    int sock;                /* parent's end; in the fork server, its end */
+    int parent_pidfd;        /* fork server and workers: the creator */
+    int *srv_pidfd;          /* fork server: one pidfd per slot */
     struct pollfd *srv_poll; /* fork server: n + 2 entries */
-    int spawn_err;      /* why the last replacement failed */
+    int spawn_err;           /* why the last replacement failed */
     uint32_t deaths_seen;
     uint64_t map_id;
     pthread_mutex_t lock; /* maps and destroy */
@@ -230,20 +230,20 @@ struct pp_run {
     int in_mode, out_mode;
     size_t in_off, out_off; /* IO_PLACE */
     void *ctx_stage;
-    unsigned char *stage;   /* IO_STAGE: per slot, input then output */
+    unsigned char *stage; /* IO_STAGE: per slot, input then output */
     size_t stage_in, stage_size;
     unsigned depth;
-    uint64_t cmax;      /* most items per chunk the rings take */
-    uint64_t next;      /* first item never dealt */
-    uint64_t pending;   /* items not dealt: [next, n) and retries */
+    uint64_t cmax;    /* most items per chunk the rings take */
+    uint64_t next;    /* first item never dealt */
+    uint64_t pending; /* items not dealt: [next, n) and retries */
     struct pp_range *retry;
     size_t nretry, cap_retry;
-    uint64_t left;      /* items without a final status */
+    uint64_t left; /* items without a final status */
     uint64_t fail_index;
     int fail_code;
-    int stopped;        /* no more chunks are dealt: items fail with */
-    int stop_code;      /* this code instead */
-    unsigned barren;    /* deaths in a row that settled no item */
+    int stopped;     /* no more chunks are dealt: items fail with */
+    int stop_code;   /* this code instead */
+    unsigned barren; /* deaths in a row that settled no item */
     uint64_t timeout_ns;
     double ns_per_item; /* measured; 0: unknown */
 };
@@ -338,8 +338,8 @@ pp_wake_parent(struct pp_ctl *ctl)
      * we read 1 and wake the parent, or its exchange reads ours and sees
      * the result (or death count) we published before it.
      */
-    if (atomic_exchange_explicit(&ctl->parent_sleep, 0,
-                                 memory_order_acq_rel) != 0)
+    if (atomic_exchange_explicit(&ctl->parent_sleep, 0, memory_order_acq_rel) !=
+        0)
         ws__shm_wake(&ctl->parent_sleep, 1);
 }
 
@@ -414,8 +414,7 @@ worker_chunk(struct pp_wstate *st, const unsigned char *payload)
             break;
         if (r != EAGAIN)
             _exit(2);
-        if (ws__ring_wait_space(&st->res, rlen, PP_IDLE_CHECK_S) ==
-                ETIMEDOUT &&
+        if (ws__ring_wait_space(&st->res, rlen, PP_IDLE_CHECK_S) == ETIMEDOUT &&
             worker_parent_gone(st->pp))
             _exit(0);
     }
@@ -427,10 +426,9 @@ worker_chunk(struct pp_wstate *st, const unsigned char *payload)
                          : st->out_mode == IO_PLACE
                              ? st->out_base + ch.first * st->out_size
                              : st->out_base;
-    int *status = (int *)(void *)((unsigned char *)buf + sizeof *h +
-                                  (out_inline ? round16(ch.count *
-                                                        st->out_size)
-                                              : 0));
+    int *status =
+        (int *)(void *)((unsigned char *)buf + sizeof *h +
+                        (out_inline ? round16(ch.count * st->out_size) : 0));
     /* Locals: fn may write any memory, so fields would be reloaded. */
     ws_map_fn fn = st->fn;
     void *ctx = st->ctx;
@@ -467,11 +465,10 @@ worker_chunk(struct pp_wstate *st, const unsigned char *payload)
     pp_wake_parent(st->pp->ctl);
 }
 
-static void __attribute__((noreturn))
+static _Noreturn void
 worker_main(ws_procpool *pp, unsigned k)
 {
-    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 ||
-        getppid() != pp->server_pid)
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != pp->server_pid)
         _exit(0);
     close(pp->sock);
     for (unsigned i = 0; i < pp->n; i++)
@@ -587,7 +584,7 @@ reply:
     pp_send(pp->sock, &rep, sizeof rep, fd);
 }
 
-static void __attribute__((noreturn))
+static _Noreturn void
 server_main(ws_procpool *pp, pid_t parent)
 {
     pp->server_pid = getpid();
@@ -603,8 +600,8 @@ server_main(ws_procpool *pp, pid_t parent)
         p[0] = (struct pollfd){.fd = pp->sock, .events = POLLIN};
         p[1] = (struct pollfd){.fd = pp->parent_pidfd, .events = POLLIN};
         for (unsigned k = 0; k < pp->n; k++)
-            p[2 + k] = (struct pollfd){.fd = pp->srv_pidfd[k],
-                                       .events = POLLIN};
+            p[2 + k] =
+                (struct pollfd){.fd = pp->srv_pidfd[k], .events = POLLIN};
         if (poll(p, pp->n + 2, -1) < 0) {
             if (errno == EINTR)
                 continue;
@@ -656,8 +653,8 @@ pp_server_gone(ws_procpool *pp)
     pp_exited(pp->server_pidfd, -1);
     siginfo_t si;
     /* ECHILD if the caller reaps its children itself: nothing to do. */
-    while (waitid((idtype_t)P_PIDFD, (id_t)pp->server_pidfd, &si,
-                  WEXITED) < 0 &&
+    while (waitid((idtype_t)P_PIDFD, (id_t)pp->server_pidfd, &si, WEXITED) <
+               0 &&
            errno == EINTR)
         ;
     close(pp->server_pidfd);
@@ -910,8 +907,8 @@ pp_lost(ws_procpool *pp, struct pp_run *run, unsigned k, int code)
             w->qhead = (w->qhead + 1) % PP_DEPTH;
             w->qlen--;
             /* What the dead worker said it was doing, read once. */
-            uint64_t p = atomic_load_explicit(&w->slot->progress,
-                                              memory_order_relaxed);
+            uint64_t p =
+                atomic_load_explicit(&w->slot->progress, memory_order_relaxed);
             uint32_t seq = (uint32_t)(p >> 32);
             uint32_t index = (uint32_t)(p >> 1) & 0x7fffffffu;
             int running = (int)(p & 1);
@@ -1020,8 +1017,8 @@ pp_send_begin(ws_procpool *pp, struct pp_run *run, unsigned k)
                                     (size_t)k * run->stage_size
                               : 0;
     b.in_off = run->in_mode == IO_PLACE ? run->in_off : stage;
-    b.out_off = run->out_mode == IO_PLACE ? run->out_off
-                                          : stage + run->stage_in;
+    b.out_off =
+        run->out_mode == IO_PLACE ? run->out_off : stage + run->stage_in;
     memcpy(p, &b, sizeof b);
     ws__ring_commit(&w->req, REQ_BEGIN, 0);
     w->begun = run->id;
@@ -1054,8 +1051,8 @@ pp_send_chunk(ws_procpool *pp, struct pp_run *run, unsigned k)
                              &p);
     if (r != 0)
         return r;
-    struct pp_chunk ch = {.first = first, .seq = w->next_seq++,
-                          .count = (uint32_t)count};
+    struct pp_chunk ch = {
+        .first = first, .seq = w->next_seq++, .count = (uint32_t)count};
     memcpy(p, &ch, sizeof ch);
     const unsigned char *in = (const unsigned char *)m->in + first * m->in_size;
     if (inl != 0)
@@ -1074,8 +1071,8 @@ pp_send_chunk(ws_procpool *pp, struct pp_run *run, unsigned k)
     }
     run->pending -= count;
     unsigned t = (w->qhead + w->qlen) % PP_DEPTH;
-    w->q[t] = (struct pp_inflight){.first = first, .seq = ch.seq,
-                                   .count = (uint32_t)count};
+    w->q[t] = (struct pp_inflight){
+        .first = first, .seq = ch.seq, .count = (uint32_t)count};
     w->qlen++;
     return 0;
 }
@@ -1110,8 +1107,8 @@ pp_check_timeouts(ws_procpool *pp, struct pp_run *run)
     if (run->timeout_ns == 0)
         return UINT64_MAX;
     uint64_t now = ws__shm_now_ns(), next = UINT64_MAX;
-    uint64_t recheck = run->timeout_ns < PP_TICK_NS ? run->timeout_ns / 2 + 1
-                                                    : PP_TICK_NS;
+    uint64_t recheck =
+        run->timeout_ns < PP_TICK_NS ? run->timeout_ns / 2 + 1 : PP_TICK_NS;
     for (unsigned k = 0; k < pp->n; k++) {
         struct pp_worker *w = &pp->w[k];
         if (w->pidfd < 0 || w->qlen == 0)
@@ -1128,8 +1125,8 @@ pp_check_timeouts(ws_procpool *pp, struct pp_run *run)
                 next = now + recheck;
             continue;
         }
-        uint64_t start = atomic_load_explicit(&w->slot->started_ns,
-                                              memory_order_relaxed);
+        uint64_t start =
+            atomic_load_explicit(&w->slot->started_ns, memory_order_relaxed);
         if (start > now)
             start = now;
         if (now - start >= run->timeout_ns) {
@@ -1192,8 +1189,8 @@ pp_map_check(const ws_map *m)
 
 /* Where inputs or outputs go, and the most items per chunk for them. */
 static int
-pp_mode(ws_procpool *pp, const void *buf, size_t n, size_t size,
-        size_t extra, size_t *off, uint64_t *cmax)
+pp_mode(ws_procpool *pp, const void *buf, size_t n, size_t size, size_t extra,
+        size_t *off, uint64_t *cmax)
 {
     uint32_t budget = ws__ring_max_payload(pp->ring_cap) / 2 - 64;
     *off = ws__shm_offset(&pp->shm, buf, n * size);
@@ -1315,8 +1312,7 @@ ws_procpool_map(ws_procpool *pp, const ws_map *m)
             tick = now + PP_TICK_NS;
         pp_check_deaths(pp, &run, force);
         uint64_t deadline = pp_check_timeouts(pp, &run);
-        if (!run.stopped &&
-            (pp_alive(pp) == 0 || run.barren > 2 * pp->n + 2))
+        if (!run.stopped && (pp_alive(pp) == 0 || run.barren > 2 * pp->n + 2))
             pp_stop(&run, pp->spawn_err ? pp->spawn_err : ECHILD);
         if (got == 0 && run.left != 0)
             pp_wait(pp, deadline < tick ? deadline : tick);

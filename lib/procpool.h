@@ -22,7 +22,6 @@ pid_t ws__procpool_worker_pid(const ws_procpool *pp, unsigned i);
 pid_t ws__procpool_server_pid(const ws_procpool *pp);
 /* The head counter of slot i's result ring, in shared memory: tests
  * scribble on it to play a worker that corrupts its channel. */
-_Atomic uint64_t *ws__procpool_result_head(const ws_procpool *pp,
-                                           unsigned i);
+_Atomic uint64_t *ws__procpool_result_head(const ws_procpool *pp, unsigned i);
 
 #endif /* WS_PROCPOOL_H */

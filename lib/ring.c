@@ -204,8 +204,8 @@ ws__ring_notify(struct ws__ring_end *p)
      * read 1 and wake it; otherwise its exchange reads ours and, through
      * this release, sees the head we stored before.
      */
-    if (atomic_exchange_explicit(&p->sh->cons_sleep, 0,
-                                 memory_order_acq_rel) != 0)
+    if (atomic_exchange_explicit(&p->sh->cons_sleep, 0, memory_order_acq_rel) !=
+        0)
         ws__shm_wake(&p->sh->cons_sleep, 1);
 }
 
@@ -221,9 +221,9 @@ ws__ring_wait_space(struct ws__ring_end *p, uint32_t len, double timeout_s)
             return err;
         ws_cpu_relax();
     }
-    uint64_t deadline = timeout_s < 0 ? UINT64_MAX
-                                      : ws__shm_now_ns() +
-                                            (uint64_t)(timeout_s * 1e9);
+    uint64_t deadline = timeout_s < 0
+                            ? UINT64_MAX
+                            : ws__shm_now_ns() + (uint64_t)(timeout_s * 1e9);
     for (;;) {
         /* The consumer may be asleep with records we have not told it of. */
         ws__ring_notify(p);
@@ -232,22 +232,19 @@ ws__ring_wait_space(struct ws__ring_end *p, uint32_t len, double timeout_s)
          * as in ws__ring_wait_data; ring_room's acquire load of tail then
          * sees any release that exchange published.
          */
-        atomic_exchange_explicit(&p->sh->prod_sleep, 1,
-                                 memory_order_acq_rel);
+        atomic_exchange_explicit(&p->sh->prod_sleep, 1, memory_order_acq_rel);
         int err = ring_room(p, total, &pad);
         if (err != EAGAIN) {
-            atomic_store_explicit(&p->sh->prod_sleep, 0,
-                                  memory_order_relaxed);
+            atomic_store_explicit(&p->sh->prod_sleep, 0, memory_order_relaxed);
             return err;
         }
         uint64_t now = ws__shm_now_ns();
         if (now >= deadline) {
-            atomic_store_explicit(&p->sh->prod_sleep, 0,
-                                  memory_order_relaxed);
+            atomic_store_explicit(&p->sh->prod_sleep, 0, memory_order_relaxed);
             return ETIMEDOUT;
         }
-        double left = deadline == UINT64_MAX ? -1.0
-                                             : (double)(deadline - now) * 1e-9;
+        double left =
+            deadline == UINT64_MAX ? -1.0 : (double)(deadline - now) * 1e-9;
         ws__shm_wait(&p->sh->prod_sleep, 1, left);
     }
 }
@@ -312,8 +309,8 @@ ws__ring_notify_space(struct ws__ring_end *c)
      * Acq_rel read-modify-write of prod_sleep: pairs with the exchange in
      * ring.c:ws__ring_wait_space (the argument of ws__ring_notify).
      */
-    if (atomic_exchange_explicit(&c->sh->prod_sleep, 0,
-                                 memory_order_acq_rel) != 0)
+    if (atomic_exchange_explicit(&c->sh->prod_sleep, 0, memory_order_acq_rel) !=
+        0)
         ws__shm_wake(&c->sh->prod_sleep, 1);
 }
 
@@ -334,9 +331,9 @@ ws__ring_wait_data(struct ws__ring_end *c, double timeout_s)
             return 0;
         ws_cpu_relax();
     }
-    uint64_t deadline = timeout_s < 0 ? UINT64_MAX
-                                      : ws__shm_now_ns() +
-                                            (uint64_t)(timeout_s * 1e9);
+    uint64_t deadline = timeout_s < 0
+                            ? UINT64_MAX
+                            : ws__shm_now_ns() + (uint64_t)(timeout_s * 1e9);
     for (;;) {
         /* The producer may be asleep waiting for the room we released. */
         ws__ring_notify_space(c);
@@ -344,21 +341,18 @@ ws__ring_wait_data(struct ws__ring_end *c, double timeout_s)
          * Acq_rel read-modify-write of cons_sleep: pairs with the exchange
          * in ring.c:ws__ring_notify (see there).
          */
-        atomic_exchange_explicit(&c->sh->cons_sleep, 1,
-                                 memory_order_acq_rel);
+        atomic_exchange_explicit(&c->sh->cons_sleep, 1, memory_order_acq_rel);
         if (ws__ring_readable(c)) {
-            atomic_store_explicit(&c->sh->cons_sleep, 0,
-                                  memory_order_relaxed);
+            atomic_store_explicit(&c->sh->cons_sleep, 0, memory_order_relaxed);
             return 0;
         }
         uint64_t now = ws__shm_now_ns();
         if (now >= deadline) {
-            atomic_store_explicit(&c->sh->cons_sleep, 0,
-                                  memory_order_relaxed);
+            atomic_store_explicit(&c->sh->cons_sleep, 0, memory_order_relaxed);
             return ETIMEDOUT;
         }
-        double left = deadline == UINT64_MAX ? -1.0
-                                             : (double)(deadline - now) * 1e-9;
+        double left =
+            deadline == UINT64_MAX ? -1.0 : (double)(deadline - now) * 1e-9;
         ws__shm_wait(&c->sh->cons_sleep, 1, left);
     }
 }

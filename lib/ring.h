@@ -96,8 +96,7 @@ void ws__ring_notify(struct ws__ring_end *p);
  * Waits until a record of len bytes would fit: polls, then sleeps for at
  * most timeout_s (negative: no limit).  0, ETIMEDOUT, EMSGSIZE or EPROTO.
  */
-int ws__ring_wait_space(struct ws__ring_end *p, uint32_t len,
-                        double timeout_s);
+int ws__ring_wait_space(struct ws__ring_end *p, uint32_t len, double timeout_s);
 
 /*
  * Consumer.  peek: the next record, validated against the ring (the

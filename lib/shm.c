@@ -387,8 +387,8 @@ ws__shm_wait(_Atomic uint32_t *word, uint32_t expected, double timeout_s)
             ts.tv_nsec = 999999999L;
         tp = &ts;
     }
-    long r = syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected, tp,
-                     NULL, 0);
+    long r =
+        syscall(SYS_futex, (uint32_t *)word, FUTEX_WAIT, expected, tp, NULL, 0);
     if (r == 0)
         return 0;
     switch (errno) {

@@ -39,12 +39,12 @@ struct ws__shm_block {
  * fork and may read base, fd and mapped; only the creator allocates.
  */
 struct ws__shm {
-    unsigned char *base;      /* start of the reservation and the header */
-    size_t reserved;          /* address space reserved at base */
-    size_t mapped;            /* bytes mapped by this process */
-    size_t heap_off;          /* where the heap starts */
-    int fd;                   /* the memfd; -1 once destroyed */
-    pthread_mutex_t lock;     /* heap and growth, creator only */
+    unsigned char *base;          /* start of the reservation and the header */
+    size_t reserved;              /* address space reserved at base */
+    size_t mapped;                /* bytes mapped by this process */
+    size_t heap_off;              /* where the heap starts */
+    int fd;                       /* the memfd; -1 once destroyed */
+    pthread_mutex_t lock;         /* heap and growth, creator only */
     struct ws__shm_block *blocks; /* heap blocks sorted by offset */
     size_t nblocks, cap_blocks;
 };
