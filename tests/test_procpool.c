@@ -476,8 +476,7 @@ START_TEST(test_procpool_fn_errors)
     size_t bad = 0;
     for (size_t i = 0; i < n; i++) {
         if (i % 1000 == 7)
-            bad += status[i] != (i % 2000 == 7 ? EDOM : ERANGE) ||
-                   out[i] != -1;
+            bad += status[i] != (i % 2000 == 7 ? EDOM : ERANGE) || out[i] != -1;
         else
             bad += status[i] != 0 || out[i] != (long)(i * i + 1);
     }
@@ -529,8 +528,8 @@ struct crash {
     int how;
     int n;
     long items[8];
-    int *null_ptr;            /* NULL, unknown to the compiler */
-    _Atomic int *pids;        /* HOW_KILLME: shared, one per item */
+    int *null_ptr;     /* NULL, unknown to the compiler */
+    _Atomic int *pids; /* HOW_KILLME: shared, one per item */
 };
 
 static int
@@ -589,8 +588,8 @@ killer(void *arg)
 /* Maps over n items where the chosen ones fail by how; checks that
  * exactly those fail with code, and that the pool still works. */
 static void
-check_crash(unsigned procs_n, int how, size_t n, const long *items,
-            int nitems, double timeout_s, int code)
+check_crash(unsigned procs_n, int how, size_t n, const long *items, int nitems,
+            double timeout_s, int code)
 {
     ws_procpool *pp = make_pool(procs_n);
     struct crash c = {.how = how, .n = nitems};
@@ -846,8 +845,12 @@ START_TEST(test_procpool_map_einval)
     long in[4] = {1, 2, 3, 4}, out[4] = {0};
     int status[4] = {9, 9, 9, 9};
     struct addctx c = {0};
-    const ws_map good = {.fn = fn_square, .in = in, .in_size = 8,
-                         .out = out, .out_size = 8, .n = 4,
+    const ws_map good = {.fn = fn_square,
+                         .in = in,
+                         .in_size = 8,
+                         .out = out,
+                         .out_size = 8,
+                         .n = 4,
                          .status = status};
     ws_map m;
     ck_assert_int_eq(ws_procpool_map(NULL, &good), EINVAL);
@@ -991,10 +994,9 @@ START_TEST(test_procpool_parent_killed)
             ws_procpool *pp;
             if (ws_procpool_create(&pp, 3) != 0)
                 _exit(1);
-            pid_t pids[4] = {ws__procpool_server_pid(pp),
-                             ws__procpool_worker_pid(pp, 0),
-                             ws__procpool_worker_pid(pp, 1),
-                             ws__procpool_worker_pid(pp, 2)};
+            pid_t pids[4] = {
+                ws__procpool_server_pid(pp), ws__procpool_worker_pid(pp, 0),
+                ws__procpool_worker_pid(pp, 1), ws__procpool_worker_pid(pp, 2)};
             if (write(fds[1], pids, sizeof pids) != sizeof pids)
                 _exit(1);
             long in[6] = {0}, out[6];

@@ -38,8 +38,8 @@ static void
 fixture_init(struct fixture *f, uint64_t cap)
 {
     ck_assert_int_eq(ws__shm_create(&f->shm, sizeof *f->sh + cap, 0, 0), 0);
-    f->sh = (struct ws__ring_shared *)(void *)(f->shm.base +
-                                               ws__shm_data_off());
+    f->sh =
+        (struct ws__ring_shared *)(void *)(f->shm.base + ws__shm_data_off());
     f->data = (unsigned char *)(f->sh + 1);
     f->cap = cap;
     ws__ring_init_shared(f->sh);
@@ -116,8 +116,7 @@ START_TEST(test_ring_wrap)
         ck_assert_int_eq(push(&p, len, 5, i, (unsigned char)i), 0);
         if (i % 2 == 1) {
             ck_assert_int_eq(push(&p, 7, 6, i, 0x77), 0);
-            expect(&c, ((i - 1) * 37) % 300, 5, i - 1,
-                   (unsigned char)(i - 1));
+            expect(&c, ((i - 1) * 37) % 300, 5, i - 1, (unsigned char)(i - 1));
             expect(&c, len, 5, i, (unsigned char)i);
             expect(&c, 7, 6, i, 0x77);
         }

@@ -204,8 +204,7 @@ START_TEST(test_shm_attach_eproto)
 {
     struct ws__shm shm;
     ck_assert_int_eq(ws__shm_create(&shm, 64, 0, 1 << 20), 0);
-    ck_assert_int_eq(ws__shm_attach(&shm, (uint64_t)shm.reserved * 2),
-                     EPROTO);
+    ck_assert_int_eq(ws__shm_attach(&shm, (uint64_t)shm.reserved * 2), EPROTO);
     ck_assert_int_eq(ws__shm_attach(&shm, ws__shm_size(&shm) + 1), EPROTO);
     ((struct ws__shm_hdr *)(void *)shm.base)->version = 99;
     ck_assert_int_eq(ws__shm_attach(&shm, 0), EPROTO);
