@@ -85,8 +85,8 @@ static int nresults;
 static void
 record(const char *bench, const char *impl, double rate, int runs)
 {
-    printf("BENCH %s %s workers=%d median=%.0f items/s runs=%d\n", bench,
-           impl, strcmp(impl, "seq") == 0 ? 1 : WORKERS, rate, runs);
+    printf("BENCH %s %s workers=%d median=%.0f items/s runs=%d\n", bench, impl,
+           strcmp(impl, "seq") == 0 ? 1 : WORKERS, rate, runs);
     fflush(stdout);
     if (nresults < 64) {
         struct result *r = &results[nresults++];
@@ -107,8 +107,7 @@ lookup(const char *bench, const char *impl)
 }
 
 static void
-measure(const char *bench, const char *impl, ws_procpool *pp,
-        const ws_map *m)
+measure(const char *bench, const char *impl, ws_procpool *pp, const ws_map *m)
 {
     int runs = bench_runs();
     double t[64];
@@ -150,8 +149,9 @@ python(int tiny_n, int heavy_n, int heavy_us)
         char bench[32], impl[32];
         int w, runs;
         double v;
-        if (sscanf(line, "BENCH %31s %31s workers=%d median=%lf items/s "
-                         "runs=%d",
+        if (sscanf(line,
+                   "BENCH %31s %31s workers=%d median=%lf items/s "
+                   "runs=%d",
                    bench, impl, &w, &v, &runs) == 5)
             record(bench, impl, v, runs);
         else
@@ -165,7 +165,7 @@ static void
 table(const char *bench, const char *title, double capacity)
 {
     static const char *const impls[] = {
-        "seq",       "procs",        "procs_shm",   "py_pool_default",
+        "seq",          "procs",    "procs_shm",   "py_pool_default",
         "py_pool_1000", "py_ppe_1", "py_ppe_1000",
     };
     double seq = lookup(bench, "seq"), best_py = 0;
@@ -220,8 +220,7 @@ main(int argc, char **argv)
     ws_procpool *pp;
     int err = ws_procpool_create(&pp, WORKERS);
     if (err != 0) {
-        fprintf(stderr, "proc_map: ws_procpool_create: %s\n",
-                strerror(err));
+        fprintf(stderr, "proc_map: ws_procpool_create: %s\n", strerror(err));
         return 1;
     }
 
@@ -236,16 +235,23 @@ main(int argc, char **argv)
     for (int i = 0; i < tiny_n; i++)
         in[i] = sin[i] = i;
 
-    ws_map tiny = {.fn = tiny_fn, .in = in, .in_size = sizeof(long),
-                   .out = out, .out_size = sizeof(long),
+    ws_map tiny = {.fn = tiny_fn,
+                   .in = in,
+                   .in_size = sizeof(long),
+                   .out = out,
+                   .out_size = sizeof(long),
                    .n = (size_t)tiny_n};
     ws_map tiny_shm = tiny;
     tiny_shm.in = sin;
     tiny_shm.out = sout;
-    ws_map heavy = {.fn = heavy_fn, .in = in, .in_size = sizeof(long),
-                    .out = out, .out_size = sizeof(long),
+    ws_map heavy = {.fn = heavy_fn,
+                    .in = in,
+                    .in_size = sizeof(long),
+                    .out = out,
+                    .out_size = sizeof(long),
                     .n = (size_t)(heavy_n < tiny_n ? heavy_n : tiny_n),
-                    .ctx = &hc, .ctx_size = sizeof hc};
+                    .ctx = &hc,
+                    .ctx_size = sizeof hc};
 
     double cap0 = bench_capacity();
     measure("map_tiny", "seq", NULL, &tiny);

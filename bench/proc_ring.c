@@ -15,11 +15,11 @@
 
 #include <errno.h>
 #include <signal.h>
-#include <sys/resource.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -167,8 +167,7 @@ pipe_run(uint32_t len, uint64_t count)
 static double med_prod, med_cons;
 
 static double
-measure(const char *bench, const char *impl, double (*run)(uint32_t,
-                                                            uint64_t),
+measure(const char *bench, const char *impl, double (*run)(uint32_t, uint64_t),
         uint32_t len, uint64_t count)
 {
     int runs = bench_runs();
@@ -183,8 +182,8 @@ measure(const char *bench, const char *impl, double (*run)(uint32_t,
     med_prod = bench_median(cp, runs);
     med_cons = bench_median(cc, runs);
     double rate = (double)count / bench_median(t, runs);
-    printf("BENCH %s %s workers=2 median=%.0f msgs/s runs=%d\n", bench,
-           impl, rate, runs);
+    printf("BENCH %s %s workers=2 median=%.0f msgs/s runs=%d\n", bench, impl,
+           rate, runs);
     fflush(stdout);
     return rate;
 }
@@ -217,8 +216,8 @@ main(int argc, char **argv)
            cap0, cap1);
     printf("  %-10s %16s %16s %10s %12s\n", "message", "ring msgs/s",
            "pipe msgs/s", "ring/pipe", "ring MB/s");
-    printf("  %-10s %16.0f %16.0f %9.1fx %12.0f\n", "8 bytes", r8, p8,
-           r8 / p8, r8 * 8 / 1e6);
+    printf("  %-10s %16.0f %16.0f %9.1fx %12.0f\n", "8 bytes", r8, p8, r8 / p8,
+           r8 * 8 / 1e6);
     printf("  %-10s %16.0f %16.0f %9.1fx %12.0f\n", "256 bytes", r256, p256,
            r256 / p256, r256 * 256 / 1e6);
     /*
