@@ -57,6 +57,13 @@ make_pool(unsigned n)
     return pp;
 }
 
+/* x * x + 1, wrapping around rather than overflowing. */
+static long
+sq1(long x)
+{
+    return (long)((unsigned long)x * (unsigned long)x + 1);
+}
+
 /* x -> x * x + 1 on longs. */
 static int
 fn_square(const void *in, void *out, void *ctx)
@@ -64,7 +71,7 @@ fn_square(const void *in, void *out, void *ctx)
     long x;
     (void)ctx;
     memcpy(&x, in, sizeof x);
-    x = x * x + 1;
+    x = sq1(x);
     memcpy(out, &x, sizeof x);
     return 0;
 }
@@ -425,7 +432,7 @@ START_TEST(test_procpool_shm_in_place)
                                                    .n = m}),
                      0);
     for (size_t i = 0; i < m; i++)
-        bad += priv[i] != in[i] * in[i] + 1;
+        bad += priv[i] != sq1(in[i]);
     ck_assert_uint_eq(bad, 0);
     ck_assert_int_eq(ws_procpool_map(pp, &(ws_map){.fn = fn_square,
                                                    .in = priv,
@@ -435,7 +442,7 @@ START_TEST(test_procpool_shm_in_place)
                                                    .n = m}),
                      0);
     for (size_t i = 0; i < m; i++)
-        bad += out[i] != priv[i] * priv[i] + 1;
+        bad += out[i] != sq1(priv[i]);
     ck_assert_uint_eq(bad, 0);
     free(priv);
     ws_shm_free(pp, in);
