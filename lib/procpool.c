@@ -50,6 +50,7 @@
 #include "procpool.h"
 
 #include "arch.h"
+#include "loop.h"
 #include "ring.h"
 #include "shm.h"
 #include "topo.h"
@@ -1173,16 +1174,15 @@ pp_wait(ws_procpool *pp, uint64_t deadline)
     atomic_store_explicit(&pp->ctl->parent_sleep, 0, memory_order_relaxed);
 }
 
+/* The thread map's checks (loop.c), and those of the fields only the
+ * process map reads. */
 static int
 pp_map_check(const ws_map *m)
 {
-    if (m->fn == NULL || m->in_size == 0 || m->out_size == 0 ||
-        isnan(m->timeout_s) || (m->ctx_size != 0 && m->ctx == NULL))
-        return EINVAL;
-    if (m->n == 0)
-        return 0;
-    if (m->in == NULL || m->out == NULL || m->n > SIZE_MAX / m->in_size ||
-        m->n > SIZE_MAX / m->out_size || m->n > SIZE_MAX / sizeof(int))
+    int err = ws__loop_map_check(m);
+    if (err != 0)
+        return err;
+    if (isnan(m->timeout_s) || (m->ctx_size != 0 && m->ctx == NULL))
         return EINVAL;
     return 0;
 }
@@ -1271,7 +1271,7 @@ pp_run_fini(ws_procpool *pp, struct pp_run *run)
 int
 ws_procpool_map(ws_procpool *pp, const ws_map *m)
 {
-    if (pp == NULL || m == NULL)
+    if (pp == NULL)
         return EINVAL;
     int err = pp_map_check(m);
     if (err != 0 || m->n == 0)
