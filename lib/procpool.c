@@ -149,13 +149,20 @@ struct pp_begin {
     uint32_t pad;
 };
 
-/* A chunk of items; inline inputs follow (16-byte aligned). */
+/*
+ * A chunk of items; inline inputs follow (16-byte aligned).  state is
+ * seq << 2 | CH_QUEUED, CH_CLAIMED or CH_REVOKED: the worker claims a
+ * chunk before it starts it, and until then the parent may revoke it.
+ */
 struct pp_chunk {
     uint64_t first;
     uint32_t seq;
     uint32_t count;
-    uint64_t pad[2];
+    _Atomic uint64_t state;
+    uint64_t pad;
 };
+
+enum { CH_QUEUED = 0, CH_CLAIMED = 1, CH_REVOKED = 2 };
 
 /* A chunk's results: outputs (if inline), then count statuses. */
 struct pp_result {
@@ -185,6 +192,7 @@ struct pp_inflight {
     uint64_t first;
     uint32_t seq;
     uint32_t count;
+    _Atomic uint64_t *state; /* in the request ring, until its result */
 };
 
 struct pp_worker {
@@ -216,7 +224,8 @@ struct ws_procpool {
     int spawn_err;           /* why the last replacement failed */
     uint32_t deaths_seen;
     uint64_t map_id;
-    pthread_mutex_t lock; /* maps and destroy */
+    _Atomic uint64_t stolen; /* chunks taken back, for tests */
+    pthread_mutex_t lock;    /* maps and destroy */
 };
 
 struct pp_range {
@@ -401,7 +410,21 @@ static void
 worker_chunk(struct pp_wstate *st, const unsigned char *payload)
 {
     struct pp_chunk ch;
-    memcpy(&ch, payload, sizeof ch);
+    memcpy(&ch, payload, offsetof(struct pp_chunk, state));
+    /*
+     * Claim the chunk; if the parent revoked it first, it was dealt to
+     * another worker and is skipped.  One compare-exchange of the word
+     * against the one in procpool.c:pp_steal decides; nothing else is
+     * published through it, so relaxed.
+     */
+    _Atomic uint64_t *state =
+        (_Atomic uint64_t *)(void *)(payload +
+                                     offsetof(struct pp_chunk, state));
+    uint64_t queued = (uint64_t)ch.seq << 2 | CH_QUEUED;
+    if (!atomic_compare_exchange_strong_explicit(
+            state, &queued, queued | CH_CLAIMED, memory_order_relaxed,
+            memory_order_relaxed))
+        return;
     const unsigned char *in = st->in_mode == IO_INLINE ? payload + sizeof ch
                               : st->in_mode == IO_PLACE
                                   ? st->in_base + ch.first * st->in_size
@@ -924,7 +947,7 @@ pp_lost(ws_procpool *pp, struct pp_run *run, unsigned k, int code)
                     index++;
                 }
                 pp_add_retry(run, c.first + index, c.count - index);
-            } else if (seq == c.seq - 1 && !running) {
+            } else if (seq < c.seq && !running) {
                 /* It had not started this chunk. */
                 pp_add_retry(run, c.first, c.count);
             } else {
@@ -1054,7 +1077,13 @@ pp_send_chunk(ws_procpool *pp, struct pp_run *run, unsigned k)
         return r;
     struct pp_chunk ch = {
         .first = first, .seq = w->next_seq++, .count = (uint32_t)count};
-    memcpy(p, &ch, sizeof ch);
+    memcpy(p, &ch, offsetof(struct pp_chunk, state));
+    _Atomic uint64_t *state =
+        (_Atomic uint64_t *)(void *)((unsigned char *)p +
+                                     offsetof(struct pp_chunk, state));
+    /* Published with the record by ws__ring_commit. */
+    atomic_store_explicit(state, (uint64_t)ch.seq << 2 | CH_QUEUED,
+                          memory_order_relaxed);
     const unsigned char *in = (const unsigned char *)m->in + first * m->in_size;
     if (inl != 0)
         memcpy((unsigned char *)p + sizeof ch, in, inl);
@@ -1072,8 +1101,10 @@ pp_send_chunk(ws_procpool *pp, struct pp_run *run, unsigned k)
     }
     run->pending -= count;
     unsigned t = (w->qhead + w->qlen) % PP_DEPTH;
-    w->q[t] = (struct pp_inflight){
-        .first = first, .seq = ch.seq, .count = (uint32_t)count};
+    w->q[t] = (struct pp_inflight){.first = first,
+                                   .seq = ch.seq,
+                                   .count = (uint32_t)count,
+                                   .state = state};
     w->qlen++;
     return 0;
 }
@@ -1099,6 +1130,41 @@ pp_deal(ws_procpool *pp, struct pp_run *run)
     for (unsigned k = 0; k < pp->n; k++)
         if ((told[k / 8] >> (k % 8)) & 1 && pp->w[k].pidfd >= 0)
             ws__ring_notify(&pp->w[k].req);
+}
+
+/*
+ * When nothing is left to deal and a worker is idle, takes back the last
+ * chunk each other worker has queued but not started, to be dealt again:
+ * a worker the host is not running must not hold up the end of a map.
+ * Returns how many chunks it took back.
+ */
+static unsigned
+pp_steal(ws_procpool *pp, struct pp_run *run)
+{
+    if (run->pending != 0 || run->stopped)
+        return 0;
+    unsigned idle = 0, taken = 0;
+    for (unsigned k = 0; k < pp->n; k++)
+        idle += pp->w[k].pidfd >= 0 && pp->w[k].qlen == 0;
+    if (idle == 0)
+        return 0;
+    for (unsigned k = 0; k < pp->n; k++) {
+        struct pp_worker *w = &pp->w[k];
+        if (w->pidfd < 0 || w->qlen == 0)
+            continue;
+        struct pp_inflight *c = &w->q[(w->qhead + w->qlen - 1) % PP_DEPTH];
+        uint64_t queued = (uint64_t)c->seq << 2 | CH_QUEUED;
+        /* Against the claim in procpool.c:worker_chunk; relaxed there. */
+        if (!atomic_compare_exchange_strong_explicit(
+                c->state, &queued, queued | CH_REVOKED, memory_order_relaxed,
+                memory_order_relaxed))
+            continue;
+        w->qlen--;
+        pp_add_retry(run, c->first, c->count);
+        atomic_fetch_add_explicit(&pp->stolen, 1, memory_order_relaxed);
+        taken++;
+    }
+    return taken;
 }
 
 /* Kills workers whose running item is past timeout_s; the next deadline. */
@@ -1314,7 +1380,7 @@ ws_procpool_map(ws_procpool *pp, const ws_map *m)
         uint64_t deadline = pp_check_timeouts(pp, &run);
         if (!run.stopped && (pp_alive(pp) == 0 || run.barren > 2 * pp->n + 2))
             pp_stop(&run, pp->spawn_err ? pp->spawn_err : ECHILD);
-        if (got == 0 && run.left != 0)
+        if (got == 0 && run.left != 0 && pp_steal(pp, &run) == 0)
             pp_wait(pp, deadline < tick ? deadline : tick);
     }
     err = run.fail_code;
@@ -1535,4 +1601,10 @@ _Atomic uint64_t *
 ws__procpool_result_head(const ws_procpool *pp, unsigned i)
 {
     return i < pp->n ? &pp_slot_at(pp, i)->res.head : NULL;
+}
+
+uint64_t
+ws__procpool_stolen(const ws_procpool *pp)
+{
+    return atomic_load_explicit(&pp->stolen, memory_order_relaxed);
 }

@@ -20,6 +20,8 @@ unsigned ws__procpool_size(const ws_procpool *pp);
 pid_t ws__procpool_worker_pid(const ws_procpool *pp, unsigned i);
 /* Pid of the fork server, or -1. */
 pid_t ws__procpool_server_pid(const ws_procpool *pp);
+/* Chunks taken back from workers that had not started them, so far. */
+uint64_t ws__procpool_stolen(const ws_procpool *pp);
 /* The head counter of slot i's result ring, in shared memory: tests
  * scribble on it to play a worker that corrupts its channel. */
 _Atomic uint64_t *ws__procpool_result_head(const ws_procpool *pp, unsigned i);

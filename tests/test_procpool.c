@@ -775,6 +775,68 @@ START_TEST(test_procpool_corrupt_channel)
 }
 END_TEST
 
+/* Item 0 stops its own worker; the others nap 1 ms. */
+static int
+fn_stop_first(const void *in, void *out, void *ctx)
+{
+    long x;
+    memcpy(&x, in, sizeof x);
+    if (x == 0)
+        raise(SIGSTOP);
+    else
+        usleep(1000);
+    return fn_square(in, out, ctx);
+}
+
+static void *
+resume_when_stolen(void *arg)
+{
+    ws_procpool *pp = arg;
+    double t0 = now_s();
+    while (ws__procpool_stolen(pp) == 0 && now_s() - t0 < 60)
+        usleep(1000);
+    /* Wake whichever worker stopped itself. */
+    for (unsigned i = 0; i < ws__procpool_size(pp); i++) {
+        pid_t pid = ws__procpool_worker_pid(pp, i);
+        if (pid > 0)
+            kill(pid, SIGCONT);
+    }
+    return NULL;
+}
+
+START_TEST(test_procpool_stalled_worker)
+{
+    /*
+     * A worker that stops (as one the host does not run) while it holds
+     * queued chunks: the others run everything else, then take its
+     * unstarted chunks back; only the item it is in waits for it.
+     */
+    ws_procpool *pp = make_pool(3);
+    size_t n = 200;
+    long *in = iota(n), *out = calloc(n, sizeof *out);
+    pthread_t t;
+    ck_assert_int_eq(pthread_create(&t, NULL, resume_when_stolen, pp), 0);
+    ck_assert_int_eq(ws_procpool_map(pp, &(ws_map){.fn = fn_stop_first,
+                                                   .in = in,
+                                                   .in_size = 8,
+                                                   .out = out,
+                                                   .out_size = 8,
+                                                   .n = n,
+                                                   .chunk = 1}),
+                     0);
+    pthread_join(t, NULL);
+    ck_assert_uint_ge(ws__procpool_stolen(pp), 1);
+    size_t bad = 0;
+    for (size_t i = 0; i < n; i++)
+        bad += out[i] != (long)(i * i + 1);
+    ck_assert_uint_eq(bad, 0);
+    check_squares(pp, 10000, 0);
+    free(in);
+    free(out);
+    ck_assert_int_eq(ws_procpool_destroy(pp), 0);
+}
+END_TEST
+
 START_TEST(test_procpool_worker_killed_idle)
 {
     /* Killed between maps: the next map replaces it and runs. */
@@ -1123,6 +1185,7 @@ procpool_suite(void)
     tcase_add_test(tc, test_procpool_timeout);
     tcase_add_test(tc, test_procpool_timeout_spares_slow_items);
     tcase_add_test(tc, test_procpool_corrupt_channel);
+    tcase_add_test(tc, test_procpool_stalled_worker);
     tcase_add_test(tc, test_procpool_worker_killed_idle);
     tcase_add_test(tc, test_procpool_server_killed);
     suite_add_tcase(s, tc);
