@@ -202,6 +202,7 @@ struct pp_worker {
     pid_t pid;
     int pidfd;     /* -1: no worker in this slot */
     int kill_code; /* nonzero: we killed it; the running item gets this */
+    int revoked;   /* chunks were taken back: none dealt until a result */
     uint32_t next_seq;
     uint64_t begun; /* map whose parameters it has; 0: none */
     struct pp_inflight q[PP_DEPTH];
@@ -705,6 +706,7 @@ pp_spawn(ws_procpool *pp, unsigned k)
     w->begun = 0;
     w->next_seq = 1;
     w->kill_code = 0;
+    w->revoked = 0;
     w->pid = -1;
     if (pp->server_pidfd < 0)
         return ECHILD;
@@ -894,6 +896,7 @@ pp_collect(ws_procpool *pp, struct pp_run *run, unsigned k, unsigned *got)
                                    : 0.75 * run->ns_per_item + 0.25 * ns;
         w->qhead = (w->qhead + 1) % PP_DEPTH;
         w->qlen--;
+        w->revoked = 0;
         ws__ring_release(&w->res);
         (*got)++;
     }
@@ -1113,10 +1116,21 @@ static void
 pp_deal(ws_procpool *pp, struct pp_run *run)
 {
     unsigned char told[WS__PROCPOOL_MAX / 8 + 1] = {0};
+    /*
+     * A worker whose chunks were taken back gets none until it delivers a
+     * result: handing them straight back would undo the stealing.  Unless
+     * no other worker can take them.
+     */
+    unsigned eligible = 0;
+    for (unsigned k = 0; k < pp->n; k++)
+        eligible += pp->w[k].pidfd >= 0 && !pp->w[k].revoked;
+    if (eligible == 0)
+        for (unsigned k = 0; k < pp->n; k++)
+            pp->w[k].revoked = 0;
     for (unsigned d = 0; d < run->depth; d++) {
         for (unsigned k = 0; k < pp->n && run->pending != 0; k++) {
             struct pp_worker *w = &pp->w[k];
-            if (w->pidfd < 0 || w->qlen > d)
+            if (w->pidfd < 0 || w->qlen > d || w->revoked)
                 continue;
             int r = pp_send_chunk(pp, run, k);
             if (r == 0) {
@@ -1145,7 +1159,7 @@ pp_steal(ws_procpool *pp, struct pp_run *run)
         return 0;
     unsigned idle = 0, taken = 0;
     for (unsigned k = 0; k < pp->n; k++)
-        idle += pp->w[k].pidfd >= 0 && pp->w[k].qlen == 0;
+        idle += pp->w[k].pidfd >= 0 && pp->w[k].qlen == 0 && !pp->w[k].revoked;
     if (idle == 0)
         return 0;
     for (unsigned k = 0; k < pp->n; k++) {
@@ -1160,6 +1174,7 @@ pp_steal(ws_procpool *pp, struct pp_run *run)
                 memory_order_relaxed))
             continue;
         w->qlen--;
+        w->revoked = 1;
         pp_add_retry(run, c->first, c->count);
         atomic_fetch_add_explicit(&pp->stolen, 1, memory_order_relaxed);
         taken++;
@@ -1348,9 +1363,11 @@ ws_procpool_map(ws_procpool *pp, const ws_map *m)
 
     /* Replace workers lost since the last map. */
     pp_check_deaths(pp, NULL, 1);
-    for (unsigned k = 0; k < pp->n; k++)
+    for (unsigned k = 0; k < pp->n; k++) {
         if (pp->w[k].pidfd < 0)
             pp->spawn_err = pp_spawn(pp, k);
+        pp->w[k].revoked = 0;
+    }
     if (pp_alive(pp) == 0) {
         err = pp->spawn_err ? pp->spawn_err : ECHILD;
         goto out;
