@@ -53,14 +53,15 @@ struct ws_future {
     atomic_int cb_state;
     ws_future_cb cb;
     void *cb_arg;
-    ws_future *next; /* in a completion queue */
+    ws_future *next;         /* in a completion queue's done list */
+    ws_future *pprev, *pnext; /* in its list of futures not yet arrived */
 };
 
 struct ws_completion {
     unsigned gen;             /* ws__fork_gen at creation */
-    atomic_int arriving;      /* done futures whose arrival is under way */
     pthread_mutex_t lock;
     ws_future *head, *tail; /* done, not yet returned */
+    ws_future *waiting;     /* added, not yet arrived (pprev/pnext) */
     size_t pending;         /* added, not yet returned */
     atomic_uint seq;        /* bumped on each arrival */
     atomic_int waiters;     /* threads sleeping on seq */
@@ -93,24 +94,9 @@ ws_future_release(ws_future *f)
         free(f);
 }
 
-static void completion_arrive(ws_future *f, void *arg);
-static void completion_deliver(ws_future *f, ws_completion *c, bool counted);
-
 static void
 complete(ws_future *f, int state)
 {
-    /*
-     * A completion queue learns of the arrival before the future reads as
-     * done, so that ws_completion_destroy never answers EBUSY for a future
-     * ws_future_done already calls done.  (SET only moves to USED here.)
-     */
-    bool counted = false;
-    if (atomic_load_explicit(&f->cb_state, memory_order_acquire) == CB_SET &&
-        f->cb == completion_arrive) {
-        atomic_fetch_add_explicit(&((ws_completion *)f->cb_arg)->arriving, 1,
-                                  memory_order_relaxed);
-        counted = true;
-    }
     /*
      * seq_cst: publishes result (release) to waiters' acquire loads in
      * future_done, and orders this store before the load of waiter below
@@ -131,19 +117,15 @@ complete(ws_future *f, int state)
                                                   memory_order_acquire))
             break;
     }
-    if (cb == CB_SET) {
-        if (f->cb == completion_arrive)
-            completion_deliver(f, f->cb_arg, counted);
-        else
-            f->cb(f, f->cb_arg);
-    }
+    if (cb == CB_SET)
+        f->cb(f, f->cb_arg);
     /*
      * seq_cst: after the seq_cst store of state; pairs with the seq_cst
      * increment of sleepers in block_on (Dekker: one sees the other).
      */
     if (atomic_load_explicit(&f->sleepers, memory_order_seq_cst) > 0)
         ws__futex_wake(&f->state, INT_MAX);
-    ws__pool_wake_external(f->pool); /* ws_wait_any, ws_wait_all */
+    ws__pool_wake_futures(f->pool); /* ws_wait_any, ws_wait_all */
     ws__worker *w = atomic_load_explicit(&f->waiter, memory_order_seq_cst);
     if (w != NULL)
         ws__worker_wake(w);
@@ -287,8 +269,8 @@ wait_on(ws_pool *pool, ws_future *announce, bool (*done)(void *), void *arg,
     }
     if (announce != NULL)
         return block_on(announce, timeout_s < 0 ? WS_FOREVER : timeout_s);
-    return ws__pool_wait_external(pool, done, arg,
-                                  timeout_s < 0 ? WS_FOREVER : timeout_s);
+    return ws__pool_wait_futures(pool, done, arg,
+                                 timeout_s < 0 ? WS_FOREVER : timeout_s);
 }
 
 int
@@ -440,7 +422,6 @@ ws_completion_create(ws_completion **out)
     if (c == NULL)
         return ENOMEM;
     c->gen = ws__fork_gen;
-    atomic_init(&c->arriving, 0);
     pthread_mutex_init(&c->lock, NULL);
     atomic_init(&c->seq, 0);
     atomic_init(&c->waiters, 0);
@@ -449,17 +430,23 @@ ws_completion_create(ws_completion **out)
 }
 
 static void
-completion_arrive(ws_future *f, void *arg)
+waiting_unlink(ws_completion *c, ws_future *f)
 {
-    completion_deliver(f, arg, false);
+    if (f->pprev != NULL)
+        f->pprev->pnext = f->pnext;
+    else
+        c->waiting = f->pnext;
+    if (f->pnext != NULL)
+        f->pnext->pprev = f->pprev;
 }
 
 static void
-completion_deliver(ws_future *f, ws_completion *c, bool counted)
+completion_arrive(ws_future *f, void *arg)
 {
+    ws_completion *c = arg;
+
     pthread_mutex_lock(&c->lock);
-    if (counted)
-        atomic_fetch_sub_explicit(&c->arriving, 1, memory_order_relaxed);
+    waiting_unlink(c, f);
     f->next = NULL;
     if (c->tail != NULL)
         c->tail->next = f;
@@ -487,11 +474,17 @@ ws_completion_add(ws_completion *c, ws_future *f)
         return ECHILD;
     pthread_mutex_lock(&c->lock);
     c->pending++;
+    f->pprev = NULL;
+    f->pnext = c->waiting;
+    if (c->waiting != NULL)
+        c->waiting->pprev = f;
+    c->waiting = f;
     pthread_mutex_unlock(&c->lock);
     int err = ws_future_then(f, completion_arrive, c);
     if (err != 0) {
         pthread_mutex_lock(&c->lock);
         c->pending--;
+        waiting_unlink(c, f);
         pthread_mutex_unlock(&c->lock);
     }
     return err;
@@ -568,17 +561,24 @@ ws_completion_destroy(ws_completion *c)
         free(c); /* the child's copy: its lock may be held by a parent thread */
         return 0;
     }
-    /* Arrivals under way finish in moments: their futures are done. */
-    /* Acquire: the arrival decrements under the lock, after linking f. */
-    while (atomic_load_explicit(&c->arriving, memory_order_acquire) != 0)
+    /*
+     * Futures added and not arrived: EBUSY if one is not done; if all are
+     * done, their callbacks are under way and arrive in moments.  They are
+     * alive: the caller keeps each until ws_completion_next returns it.
+     */
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        bool busy = false;
+        for (ws_future *f = c->waiting; f != NULL && !busy; f = f->pnext)
+            busy = !future_done(f);
+        bool empty = c->waiting == NULL;
+        pthread_mutex_unlock(&c->lock);
+        if (busy)
+            return EBUSY;
+        if (empty)
+            break;
         sched_yield();
-    pthread_mutex_lock(&c->lock);
-    size_t outstanding = c->pending;
-    for (ws_future *f = c->head; f != NULL; f = f->next)
-        outstanding--;
-    pthread_mutex_unlock(&c->lock);
-    if (outstanding != 0)
-        return EBUSY; /* a callback still points here */
+    }
     pthread_mutex_destroy(&c->lock);
     free(c);
     return 0;

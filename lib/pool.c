@@ -299,24 +299,39 @@ ws__pool_root_done(ws_pool *pool)
     }
 }
 
-void
-ws__pool_wake_external(ws_pool *pool)
+/*
+ * An event count for threads that are not workers: whoever makes a wait's
+ * condition true calls wake, which costs a load when nobody sleeps.
+ */
+static void
+ext_wake(atomic_uint *seq, atomic_int *waiters)
 {
     /*
      * seq_cst fence: the caller's completion RMW before the load of
-     * ext_waiters; pairs with the seq_cst increment in
-     * pool.c:ws__pool_wait_external.
+     * waiters; pairs with the seq_cst increment in pool.c:ext_wait.
      */
     atomic_thread_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&pool->ext_waiters, memory_order_relaxed) > 0) {
-        atomic_fetch_add_explicit(&pool->ext_seq, 1, memory_order_relaxed);
-        ws__futex_wake(&pool->ext_seq, INT_MAX);
+    if (atomic_load_explicit(waiters, memory_order_relaxed) > 0) {
+        atomic_fetch_add_explicit(seq, 1, memory_order_relaxed);
+        ws__futex_wake(seq, INT_MAX);
     }
 }
 
-int
-ws__pool_wait_external(ws_pool *pool, bool (*done)(void *), void *arg,
-                       double timeout_s)
+void
+ws__pool_wake_external(ws_pool *pool)
+{
+    ext_wake(&pool->ext_seq, &pool->ext_waiters);
+}
+
+void
+ws__pool_wake_futures(ws_pool *pool)
+{
+    ext_wake(&pool->fut_seq, &pool->fut_waiters);
+}
+
+static int
+ext_wait(atomic_uint *seq, atomic_int *waiters, bool (*done)(void *),
+         void *arg, double timeout_s)
 {
     struct timespec ts;
     double deadline = 0;
@@ -337,15 +352,27 @@ ws__pool_wait_external(ws_pool *pool, bool (*done)(void *), void *arg,
         }
         /*
          * seq_cst: announce the waiter before reading the key and checking
-         * again; pairs with the fence in pool.c:ws__pool_wake_external.
+         * again; pairs with the fence in pool.c:ext_wake.
          */
-        atomic_fetch_add_explicit(&pool->ext_waiters, 1, memory_order_seq_cst);
-        unsigned key = atomic_load_explicit(&pool->ext_seq,
-                                            memory_order_seq_cst);
+        atomic_fetch_add_explicit(waiters, 1, memory_order_seq_cst);
+        unsigned key = atomic_load_explicit(seq, memory_order_seq_cst);
         if (!done(arg))
-            ws__futex_wait(&pool->ext_seq, key, nap);
-        atomic_fetch_sub_explicit(&pool->ext_waiters, 1,
-                                  memory_order_relaxed);
+            ws__futex_wait(seq, key, nap);
+        atomic_fetch_sub_explicit(waiters, 1, memory_order_relaxed);
     }
     return 0;
+}
+
+int
+ws__pool_wait_external(ws_pool *pool, bool (*done)(void *), void *arg,
+                       double timeout_s)
+{
+    return ext_wait(&pool->ext_seq, &pool->ext_waiters, done, arg, timeout_s);
+}
+
+int
+ws__pool_wait_futures(ws_pool *pool, bool (*done)(void *), void *arg,
+                      double timeout_s)
+{
+    return ext_wait(&pool->fut_seq, &pool->fut_waiters, done, arg, timeout_s);
 }

@@ -40,9 +40,12 @@ struct ws_pool {
     WS_ALIGNED _Atomic int64_t outstanding;
     atomic_int stopping;
 
-    /* Threads that are not workers, blocked in ws_sync or a wait. */
+    /* Threads that are not workers, blocked in ws_sync or ws_run. */
     WS_ALIGNED atomic_uint ext_seq;
     atomic_int ext_waiters;
+    /* Threads that are not workers, blocked in ws_wait_any or _all. */
+    WS_ALIGNED atomic_uint fut_seq;
+    atomic_int fut_waiters;
 };
 
 /* Incremented in a child process after fork(): pools of the parent. */
@@ -68,5 +71,9 @@ void ws__pool_wake_external(ws_pool *pool) WS_HIDDEN;
  */
 int  ws__pool_wait_external(ws_pool *pool, bool (*done)(void *), void *arg,
                             double timeout_s) WS_HIDDEN;
+/* The same for waits on several futures, woken by future completions. */
+void ws__pool_wake_futures(ws_pool *pool) WS_HIDDEN;
+int  ws__pool_wait_futures(ws_pool *pool, bool (*done)(void *), void *arg,
+                           double timeout_s) WS_HIDDEN;
 
 #endif /* WS_POOL_H */

@@ -1,21 +1,14 @@
 /*
- * Executor behaviour that the documentation promises and the library does
- * not deliver yet.  Each case states the promise; the program is listed in
- * XFAIL_TESTS, so make check reports it as an expected failure until every
- * case passes (then XPASS fails the run, and the cases move to
- * test_future.c).
+ * Executor promises that need a search or a count of wake-ups:
  *
- *   quiet_run     a thread blocked in ws_run is woken each time any
- *                 future of the pool completes (complete() always bumps
- *                 the pool's word for threads that are not workers);
- *   destroy_done  ws_completion_destroy can answer EBUSY for a future
- *                 that ws_future_done already calls done, when the future
- *                 completes while ws_completion_add registers it (complete()
- *                 decides whether to count the arrival before the
- *                 registration is visible, and delivers it uncounted).
- *                 The window is narrow: about 1 round in 75000 here, much
- *                 more often under ThreadSanitizer; the case searches for
- *                 it for at most 10^6 rounds or 20 seconds.
+ *   quiet_run     a thread blocked in ws_run is not woken each time a
+ *                 future of the pool completes;
+ *   destroy_done  ws_completion_destroy never answers EBUSY for a future
+ *                 that ws_future_done already calls done, even when the
+ *                 future completes while ws_completion_add registers it.
+ *                 The window is narrow (about 1 round in 75000 before it
+ *                 was closed, more often under ThreadSanitizer); the case
+ *                 searches for at most 10^6 rounds or 20 seconds.
  */
 #define _GNU_SOURCE
 #include <check.h>
@@ -126,7 +119,7 @@ END_TEST
 static Suite *
 future_known_suite(void)
 {
-    Suite *s = suite_create("future_known");
+    Suite *s = suite_create("future_quiet");
     TCase *tc = tcase_create("concurrency");
 
     tcase_set_timeout(tc, 120);
