@@ -936,6 +936,34 @@ child_checks(ws_pool *parent, ws_group *pending)
     return 0;
 }
 
+/*
+ * Returns once every worker of p has run a task, all at the same time: the
+ * workers have finished starting.  A fork while a thread is starting can
+ * copy a lock of AddressSanitizer's allocator held (its runtime allocates
+ * in thread start and, unlike glibc's malloc, does not lock around fork),
+ * and the child's first allocation of that size then waits forever.
+ */
+static void
+meet_task(void *arg)
+{
+    pthread_barrier_wait(arg);
+}
+
+static void
+all_workers_started(ws_pool *p)
+{
+    unsigned n = ws_pool_size(p);
+    pthread_barrier_t b;
+    ws_group g;
+
+    ck_assert_int_eq(pthread_barrier_init(&b, NULL, n), 0);
+    ws_group_init(&g, p);
+    for (unsigned i = 0; i < n; i++)
+        ck_assert_int_eq(ws_spawn(&g, meet_task, &b), 0);
+    ck_assert_int_eq(ws_sync(&g), 0);
+    pthread_barrier_destroy(&b);
+}
+
 /* Waits for pid at most 60 s: its exit status, or -1 if it hung. */
 static int
 wait_child(pid_t pid)
@@ -961,6 +989,7 @@ START_TEST(test_group_fork_child)
     ws_group pending;
 
     ck_assert_int_eq(run_fib(p, 20), fib_seq(20));
+    all_workers_started(p);
     /* Work in flight at the fork: the child must not wait for it. */
     ws_group_init(&pending, p);
     ck_assert_int_eq(ws_spawn(&pending, sleeper, &ms), 0);
@@ -1008,6 +1037,7 @@ START_TEST(test_group_fork_in_task)
     struct fork_in_task t = {.status = -5};
 
     t.pool = pool_new(4);
+    all_workers_started(t.pool);
     for (int i = 0; i < 3; i++) {
         t.status = -5;
         ck_assert_int_eq(ws_run(t.pool, fork_task, &t), 0);
