@@ -75,14 +75,20 @@ bench_spin(void *arg)
 static inline double
 bench_capacity_once(uint64_t iters)
 {
+    /*
+     * Called through a volatile pointer on every thread, so that the
+     * single-thread run is the same code the spawned thread runs and is
+     * not inlined into something gcc can shorten.
+     */
+    void *(*volatile spin)(void *) = bench_spin;
     pthread_t t;
     uint64_t a = iters, b = iters, c = iters;
     double t0 = bench_now();
-    bench_spin(&a);
+    spin(&a);
     double one = bench_now() - t0;
     t0 = bench_now();
-    pthread_create(&t, NULL, bench_spin, &b);
-    bench_spin(&c);
+    pthread_create(&t, NULL, spin, &b);
+    spin(&c);
     pthread_join(t, NULL);
     double two = bench_now() - t0;
     return 2.0 * one / two;
