@@ -1107,7 +1107,8 @@ watch_thread(void *arg)
     unsigned n = ws_pool_size(wt->pool);
     ws_stats last[8] = {{0}}, s;
 
-    while (!atomic_load(&wt->stop)) {
+    /* At least one pass, however late this thread gets to run. */
+    do {
         for (unsigned w = 0; w < n; w++) {
             if (ws_pool_stats(wt->pool, w, &s) != 0)
                 wt->bad++;
@@ -1119,7 +1120,7 @@ watch_thread(void *arg)
             wt->reads++;
         }
         sched_yield();
-    }
+    } while (!atomic_load(&wt->stop));
     return NULL;
 }
 
