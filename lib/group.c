@@ -205,6 +205,10 @@ ws_sync(ws_group *gp)
                 ws__worker_share(self);
             ws__worker_run_own(self, &t);
         }
+        /*
+         * Acquire: pairs with the seq_cst decrement of extra in
+         * worker.c:ws__worker_complete (tasks spawned by other threads).
+         */
         if (WS_LIKELY(g->local == 0 &&
                       atomic_load_explicit(&g->extra,
                                            memory_order_acquire) == 0))
@@ -262,6 +266,7 @@ join_slow(ws__worker *self, ws__grp *g)
             ws__worker_share(self);
         ws__worker_run_own(self, &t);
     }
+    /* Acquire: as in ws_sync, pairs with worker.c:ws__worker_complete. */
     if (g->local != 0 ||
         atomic_load_explicit(&g->extra, memory_order_acquire) != 0)
         ws__worker_help(self, g->base, &g->thief, group_complete, g,

@@ -114,6 +114,10 @@ static void
 pool_stop(ws_pool *pool, unsigned n)
 {
     pthread_mutex_lock(&pool->inj_lock);
+    /*
+     * seq_cst: read by workers with acquire in worker.c:pool_finished and
+     * by ws__pool_root_done; under the lock, so no injection follows it.
+     */
     atomic_store_explicit(&pool->stopping, 1, memory_order_seq_cst);
     pthread_mutex_unlock(&pool->inj_lock);
     /*
@@ -230,6 +234,10 @@ ws__pool_notify(ws_pool *pool)
      */
     atomic_thread_fence(memory_order_seq_cst);
     if (atomic_load_explicit(&pool->sleepers, memory_order_relaxed) > 0) {
+        /*
+         * seq_cst: the bump a sleeper's futex_wait compares against the
+         * key it read with seq_cst in worker.c:idle_sleep.
+         */
         atomic_fetch_add_explicit(&pool->epoch, 1, memory_order_seq_cst);
         ws__futex_wake(&pool->epoch, 1);
     }

@@ -208,6 +208,11 @@ work_visible(ws_pool *pool)
     return false;
 }
 
+/*
+ * Acquire: stopping pairs with its seq_cst store in pool.c:pool_stop, and
+ * outstanding with the acq_rel decrement in pool.c:ws__pool_root_done, so
+ * a worker leaves only after the last root's effects.
+ */
 static bool
 pool_finished(ws_pool *pool)
 {
@@ -317,9 +322,7 @@ ws__worker_help(ws__worker *self, int64_t base, atomic_int *thief_hint,
         if (!got)
             got = find_work(self, &t);
         if (got) {
-            self->depth++;
             ws__worker_run_other(self, &t);
-            self->depth--;
             fails = 0;
             continue;
         }

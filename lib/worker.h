@@ -37,7 +37,6 @@ typedef struct ws__worker {
     unsigned nvictims, nlevels;
     const unsigned *victims, *levels;
     uint64_t rng;
-    int depth; /* tasks run nested inside waits (for debugging) */
     pthread_t thread;
     ws__counters stats;
 
