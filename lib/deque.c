@@ -191,6 +191,20 @@ ws__deque_push_slow(ws__deque *d, const ws__task *t)
 }
 
 bool
+ws__deque_share_every(ws__deque *d)
+{
+    int64_t b = d->bottom;
+
+    atomic_store_explicit(&d->req, 0, memory_order_relaxed);
+    if (b == d->osplit)
+        return false;
+    d->osplit = b;
+    /* Release: as in ws__deque_share. */
+    atomic_store_explicit(&d->split, b, memory_order_release);
+    return true;
+}
+
+bool
 ws__deque_share(ws__deque *d)
 {
     int64_t s = d->osplit, b = d->bottom;

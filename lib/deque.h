@@ -67,6 +67,15 @@ void ws__deque_destroy(ws__deque *d);
  */
 /* Owner: makes part of the private tasks stealable; true if it did. */
 bool ws__deque_share(ws__deque *d);
+/* Owner: makes every private task stealable; true if there was one. */
+bool ws__deque_share_every(ws__deque *d);
+/* Owner: the tag word of the newest task, which the deque must hold. */
+static inline uintptr_t
+ws__deque_newest_grp(const ws__deque *d)
+{
+    return atomic_load_explicit(&d->oslots[(d->bottom - 1) & d->omask].grp,
+                                memory_order_relaxed);
+}
 /* Owner: share every push at once, as a plain Chase-Lev deque (tests). */
 void ws__deque_share_all(ws__deque *d, bool on);
 /* Thief: WS_STEAL_OK with *t, WS_STEAL_EMPTY, or WS_STEAL_ABORT (lost race). */

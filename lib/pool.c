@@ -2,12 +2,18 @@
  * Pool life cycle and submission from threads that are not workers.
  *
  * Threads that are not workers hand tasks over through the injection queue,
- * a ring under a mutex (they pay a lock; workers never do on their own
- * path), and block on the pool's ext_seq futex word while they wait.
+ * a ring under a short spinning lock (they pay a lock; workers never do on
+ * their own path), and block on the pool's ext_seq futex word while they
+ * wait.  A submission costs a submitter no shared write beyond the lock's
+ * line and the record: workers poll a flag that changes only when the
+ * queue empties or fills, a submission wakes a sleeper only when it makes
+ * the queue non-empty, and a worker takes a batch at a time (its fair
+ * share, as Go's scheduler does), keeps the first and puts the rest on its
+ * deque, stealable at once.
  *
- * Every task that is not covered by a ws_sync of a running task is a root
- * and counted in outstanding: injected tasks and detached submissions.  The
- * pool is finished when destruction has begun and outstanding is zero, so
+ * Every task that is not covered by a ws_sync of a running task is a root:
+ * injected tasks and detached submissions.  The pool is finished when
+ * destruction has begun and no root is outstanding, so
  * ws_pool_destroy runs everything that was submitted before it returns.
  * stopping is set under the injection lock, so no injection slips in after
  * the workers may have decided to leave.
@@ -31,7 +37,12 @@
 #include "stats.h"
 #include "worker.h"
 
-enum { MAX_WORKERS = 1024, DEQUE_CAPACITY = 1024, INJ_CAPACITY = 64 };
+enum {
+    MAX_WORKERS = 1024,
+    DEQUE_CAPACITY = 1024,
+    INJ_CAPACITY = 64,
+    INJ_BATCH = 32 /* injected tasks a worker takes at once, at most */
+};
 
 unsigned ws__fork_gen;
 static pthread_once_t fork_once = PTHREAD_ONCE_INIT;
@@ -109,20 +120,66 @@ pool_free(ws_pool *pool)
     free(pool);
 }
 
+/*
+ * The injection lock: a futex word, 0 free, 1 held, 2 held with sleepers
+ * (Drepper, "Futexes Are Tricky", mutex 2), that spins a while before it
+ * sleeps.  It is held for a copy of a few task records, so a submitter
+ * that finds a worker taking a batch waits nanoseconds: sleeping in the
+ * kernel there (as a plain pthread mutex does) would cost both sides a
+ * system call.
+ */
+enum { INJ_LOCK_SPIN = 1000 };
+
+static void
+inj_lock(ws_pool *pool)
+{
+    unsigned c = 0;
+
+    /* Acquire: pairs with the release exchange in inj_unlock. */
+    if (atomic_compare_exchange_strong_explicit(&pool->inj_word, &c, 1,
+                                                memory_order_acquire,
+                                                memory_order_relaxed))
+        return;
+    for (int i = 0; i < INJ_LOCK_SPIN; i++) {
+        ws_cpu_relax();
+        c = 0;
+        if (atomic_load_explicit(&pool->inj_word, memory_order_relaxed) ==
+                0 &&
+            atomic_compare_exchange_weak_explicit(&pool->inj_word, &c, 1,
+                                                  memory_order_acquire,
+                                                  memory_order_relaxed))
+            return;
+    }
+    /* Acquire: as above.  Taking it as 2 makes our unlock wake others. */
+    while (atomic_exchange_explicit(&pool->inj_word, 2,
+                                    memory_order_acquire) != 0)
+        ws__futex_wait(&pool->inj_word, 2, -1);
+}
+
+static void
+inj_unlock(ws_pool *pool)
+{
+    /* Release: pairs with the acquire CAS and exchange in inj_lock. */
+    if (atomic_exchange_explicit(&pool->inj_word, 0, memory_order_release) ==
+        2)
+        ws__futex_wake(&pool->inj_word, 1);
+}
+
 /* Stops and joins the first n workers. */
 static void
 pool_stop(ws_pool *pool, unsigned n)
 {
-    pthread_mutex_lock(&pool->inj_lock);
+    inj_lock(pool);
     /*
      * seq_cst: read by workers with acquire in worker.c:pool_finished and
-     * by ws__pool_root_done; under the lock, so no injection follows it.
+     * by ws__pool_root_done; under the lock, so no injection follows it,
+     * and every injection's count is visible to whoever sees it.
      */
     atomic_store_explicit(&pool->stopping, 1, memory_order_seq_cst);
-    pthread_mutex_unlock(&pool->inj_lock);
+    inj_unlock(pool);
     /*
-     * Wake everyone: the workers see stopping (and outstanding == 0 once
-     * the last root finishes, whose decrement wakes them again).
+     * Wake everyone: the workers see stopping (and no root outstanding
+     * once the last one finishes, which wakes them again).
      */
     atomic_fetch_add_explicit(&pool->epoch, 1, memory_order_seq_cst);
     ws__futex_wake(&pool->epoch, INT_MAX);
@@ -156,7 +213,6 @@ ws_pool_create(ws_pool **out, const ws_pool_opts *opts)
     pool->gen = ws__fork_gen;
     const char *st = getenv("WSCHED_STATS");
     pool->print_stats = st != NULL && st[0] != '\0' && strcmp(st, "0") != 0;
-    pthread_mutex_init(&pool->inj_lock, NULL);
     pool->inj_cap = INJ_CAPACITY;
     pool->inj = malloc(sizeof *pool->inj * pool->inj_cap);
     pool->workers = calloc(pool->n, sizeof *pool->workers);
@@ -190,14 +246,12 @@ ws_pool_create(ws_pool **out, const ws_pool_opts *opts)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (started < pool->n) {
         pool_stop(pool, started);
-        pthread_mutex_destroy(&pool->inj_lock);
         pool_free(pool);
         return EAGAIN;
     }
     *out = pool;
     return 0;
 nomem:
-    pthread_mutex_destroy(&pool->inj_lock);
     pool_free(pool);
     return ENOMEM;
 }
@@ -218,7 +272,6 @@ ws_pool_destroy(ws_pool *pool)
     pool_stop(pool, pool->n);
     if (pool->print_stats)
         ws__stats_report(pool);
-    pthread_mutex_destroy(&pool->inj_lock);
     pool_free(pool);
     return 0;
 }
@@ -246,65 +299,153 @@ ws__pool_notify(ws_pool *pool)
 int
 ws__pool_inject(ws_pool *pool, const ws__task *t)
 {
-    pthread_mutex_lock(&pool->inj_lock);
+    inj_lock(pool);
     if (atomic_load_explicit(&pool->stopping, memory_order_relaxed)) {
-        pthread_mutex_unlock(&pool->inj_lock);
+        inj_unlock(pool);
         return EPIPE;
     }
     if (pool->inj_len == pool->inj_cap) {
         size_t cap = pool->inj_cap * 2;
         ws__task *a = malloc(sizeof *a * cap);
         if (a == NULL) {
-            pthread_mutex_unlock(&pool->inj_lock);
+            inj_unlock(pool);
             return ENOMEM;
         }
         for (size_t i = 0; i < pool->inj_len; i++)
-            a[i] = pool->inj[(pool->inj_head + i) % pool->inj_cap];
+            a[i] = pool->inj[(atomic_load_explicit(&pool->inj_head,
+                                                   memory_order_relaxed) +
+                              i) &
+                             (pool->inj_cap - 1)];
         free(pool->inj);
-        pool->inj = a;
-        pool->inj_cap = cap;
-        pool->inj_head = 0;
+        /* Atomic stores: read without the lock for prefetches. */
+        __atomic_store_n(&pool->inj, a, __ATOMIC_RELAXED);
+        __atomic_store_n(&pool->inj_cap, cap, __ATOMIC_RELAXED);
+        atomic_store_explicit(&pool->inj_head, 0, memory_order_relaxed);
     }
-    pool->inj[(pool->inj_head + pool->inj_len++) % pool->inj_cap] = *t;
-    atomic_fetch_add_explicit(&pool->outstanding, 1, memory_order_relaxed);
-    atomic_store_explicit(&pool->inj_count, pool->inj_len,
-                          memory_order_relaxed);
-    pthread_mutex_unlock(&pool->inj_lock);
-    ws__pool_notify(pool);
+    bool was_empty = pool->inj_len == 0;
+    size_t head = atomic_load_explicit(&pool->inj_head, memory_order_relaxed);
+    pool->inj[(head + pool->inj_len++) & (pool->inj_cap - 1)] = *t;
+    /* Only written under the lock: a load and a store, no RMW. */
+    atomic_store_explicit(
+        &pool->inj_roots,
+        atomic_load_explicit(&pool->inj_roots, memory_order_relaxed) + 1,
+        memory_order_relaxed);
+    /*
+     * inj_nonempty changes only when the queue becomes empty or non-empty,
+     * so a steady stream of submissions does not write the line that idle
+     * workers poll.
+     */
+    if (was_empty)
+        atomic_store_explicit(&pool->inj_nonempty, 1, memory_order_relaxed);
+    inj_unlock(pool);
+    /*
+     * A queue that was not empty already has a worker on its way: the one
+     * notified when it became non-empty, or the one that took a batch and
+     * left some behind (ws__pool_take_injected notifies again then).
+     */
+    if (was_empty)
+        ws__pool_notify(pool);
     return 0;
 }
 
 bool
-ws__pool_take_injected(ws_pool *pool, ws__task *t)
+ws__pool_take_injected(ws_pool *pool, ws__worker *self, ws__task *t)
 {
-    bool got = false;
+    ws__task batch[INJ_BATCH];
+    size_t k = 0, left;
 
-    pthread_mutex_lock(&pool->inj_lock);
-    if (pool->inj_len > 0) {
-        *t = pool->inj[pool->inj_head];
-        pool->inj_head = (pool->inj_head + 1) % pool->inj_cap;
-        pool->inj_len--;
-        atomic_store_explicit(&pool->inj_count, pool->inj_len,
-                              memory_order_relaxed);
-        got = true;
+    /*
+     * The records were just written by a submitter on another core: start
+     * moving their lines here before taking the lock, so that the copy
+     * under it does not wait for them (a stale address is harmless to a
+     * prefetch).
+     */
+    ws__task *ring = __atomic_load_n(&pool->inj, __ATOMIC_RELAXED);
+    size_t mask = __atomic_load_n(&pool->inj_cap, __ATOMIC_RELAXED) - 1;
+    size_t head = atomic_load_explicit(&pool->inj_head, memory_order_relaxed);
+    for (size_t i = 0; i < INJ_BATCH; i += 2)
+        __builtin_prefetch(&ring[(head + i) & mask]);
+
+    inj_lock(pool);
+    if (pool->inj_len == 0) {
+        inj_unlock(pool);
+        return false;
     }
-    pthread_mutex_unlock(&pool->inj_lock);
-    return got;
+    /* A fair share, as Go's scheduler takes from its global queue. */
+    size_t want = pool->inj_len / pool->n + 1;
+    if (want > pool->inj_len)
+        want = pool->inj_len;
+    if (want > INJ_BATCH)
+        want = INJ_BATCH;
+    head = atomic_load_explicit(&pool->inj_head, memory_order_relaxed);
+    for (; k < want; k++)
+        batch[k] = pool->inj[(head + k) & (pool->inj_cap - 1)];
+    atomic_store_explicit(&pool->inj_head, (head + k) & (pool->inj_cap - 1),
+                          memory_order_relaxed);
+    pool->inj_len -= k;
+    left = pool->inj_len;
+    if (left == 0)
+        atomic_store_explicit(&pool->inj_nonempty, 0, memory_order_relaxed);
+    inj_unlock(pool);
+    if (left > 0)
+        ws__pool_notify(pool);
+
+    /*
+     * The first is run now; the rest go on the deque newest first, so that
+     * pops take them oldest first.  They are all made stealable at once:
+     * the first may run long, and the others must not wait for it while
+     * workers are idle.  A task the deque has no room for is run here.
+     */
+    *t = batch[0];
+    for (size_t i = k; i-- > 1;) {
+        if (ws__deque_push_task(&self->dq, &batch[i]))
+            ws__count(&self->stats.spawns);
+        else
+            ws__worker_run_other(self, &batch[i]);
+    }
+    if (k > 1 && ws__deque_share_every(&self->dq))
+        ws__pool_notify(pool);
+    return true;
+}
+
+/*
+ * Roots are counted without a shared read-modify-write per task: injected
+ * ones in inj_roots (under the injection lock), and per worker the roots
+ * it submitted and the roots it finished.  The sum of finished roots is
+ * read first: every root counted there was counted as submitted before it
+ * ran, so the later reads of the submitted counts include it, and an
+ * unfinished root makes the difference positive (its oldest unfinished
+ * ancestor was submitted before one of the counted finishes, or injected).
+ */
+int64_t
+ws__pool_outstanding(ws_pool *pool)
+{
+    int64_t in = 0, done = 0;
+
+    for (unsigned i = 0; i < pool->n; i++)
+        /* Acquire: pairs with the release store in ws__pool_root_done. */
+        done += atomic_load_explicit(&pool->workers[i]->roots_done,
+                                     memory_order_acquire);
+    in = atomic_load_explicit(&pool->inj_roots, memory_order_acquire);
+    for (unsigned i = 0; i < pool->n; i++)
+        in += atomic_load_explicit(&pool->workers[i]->roots_in,
+                                   memory_order_acquire);
+    return in - done;
 }
 
 void
-ws__pool_root_done(ws_pool *pool)
+ws__pool_root_done(ws_pool *pool, ws__worker *self)
 {
+    (void)pool;
     /*
-     * acq_rel: the last root's effects happen before destroy's workers
-     * leave (their acquire load in worker.c:pool_finished).
+     * Release: the root's effects happen before destroy's workers leave
+     * (their acquire loads in ws__pool_outstanding).  The worker that
+     * finds the pool finished wakes the others (worker.c:ws__worker_main).
      */
-    if (atomic_fetch_sub_explicit(&pool->outstanding, 1,
-                                  memory_order_acq_rel) == 1 &&
-        atomic_load_explicit(&pool->stopping, memory_order_acquire)) {
-        atomic_fetch_add_explicit(&pool->epoch, 1, memory_order_seq_cst);
-        ws__futex_wake(&pool->epoch, INT_MAX);
-    }
+    atomic_store_explicit(
+        &self->roots_done,
+        atomic_load_explicit(&self->roots_done, memory_order_relaxed) + 1,
+        memory_order_release);
 }
 
 /*

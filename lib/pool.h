@@ -26,19 +26,24 @@ struct ws_pool {
     unsigned gen;                /* ws__fork_gen when created */
     int print_stats;             /* WSCHED_STATS */
 
-    /* Injection queue: tasks from threads that are not workers. */
-    pthread_mutex_t inj_lock;
-    ws__task *inj;               /* ring of inj_cap records */
-    size_t inj_cap, inj_head, inj_len;
-    WS_ALIGNED atomic_size_t inj_count; /* inj_len, readable without lock */
+    /*
+     * Injection queue: tasks from threads that are not workers.  On lines
+     * of their own: submitters write them for every task, and idle workers
+     * read the fields above all the time.
+     */
+    WS_ALIGNED atomic_uint inj_word; /* the lock (pool.c:inj_lock) */
+    ws__task *inj;               /* ring of inj_cap records (a power of 2) */
+    size_t inj_cap, inj_len;
+    atomic_size_t inj_head;      /* index of the oldest */
+    _Atomic int64_t inj_roots;   /* injected so far (written under lock) */
+    WS_ALIGNED atomic_int inj_nonempty; /* inj_len != 0, without the lock */
 
     /* Sleeping workers: an event count on epoch. */
     WS_ALIGNED atomic_uint epoch;
     atomic_int sleepers;
 
-    /* Root tasks (injected or submitted) not yet finished. */
-    WS_ALIGNED _Atomic int64_t outstanding;
-    atomic_int stopping;
+    /* Set once destruction has begun. */
+    WS_ALIGNED atomic_int stopping;
 
     /* Threads that are not workers, blocked in ws_sync or ws_run. */
     WS_ALIGNED atomic_uint ext_seq;
@@ -56,12 +61,21 @@ extern unsigned ws__fork_gen WS_HIDDEN;
  * as a root: 0, EPIPE (destruction has begun) or ENOMEM.
  */
 int  ws__pool_inject(ws_pool *pool, const ws__task *t) WS_HIDDEN;
-/* A worker takes the oldest injected task: false when there is none. */
-bool ws__pool_take_injected(ws_pool *pool, ws__task *t) WS_HIDDEN;
+/*
+ * A worker takes the oldest injected task into *t, and a batch of the next
+ * ones onto its own deque: false when there is none.
+ */
+bool ws__pool_take_injected(ws_pool *pool, struct ws__worker *self,
+                            ws__task *t) WS_HIDDEN;
 /* Wakes one sleeping worker if there is one (after publishing work). */
 void ws__pool_notify(ws_pool *pool) WS_HIDDEN;
-/* A root task finished. */
-void ws__pool_root_done(ws_pool *pool) WS_HIDDEN;
+/* A root task finished on worker self. */
+void ws__pool_root_done(ws_pool *pool, struct ws__worker *self) WS_HIDDEN;
+/*
+ * Roots not yet finished (see pool.c); exact only when no root is being
+ * submitted or finished, never 0 while one is unfinished.
+ */
+int64_t ws__pool_outstanding(ws_pool *pool) WS_HIDDEN;
 /* Wakes threads that are not workers blocked on this pool. */
 void ws__pool_wake_external(ws_pool *pool) WS_HIDDEN;
 /*

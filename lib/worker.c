@@ -37,16 +37,21 @@
 #include "worker.h"
 
 #include <errno.h>
-#include <sched.h>
+#include <limits.h>
 #include <time.h>
 
 #include "futex.h"
 
 __thread ws__worker *ws__self __attribute__((tls_model("initial-exec")));
 
+/*
+ * Idle workers spin a few tens of microseconds, then sleep.  They do not
+ * call sched_yield in between: on a machine with more runnable threads
+ * than cores (another pool, the program's own threads), each yield hands
+ * an idle worker a time slice taken from a thread with real work.
+ */
 enum {
     SPIN_PAUSE = 64,   /* steal rounds with a pause between them */
-    SPIN_YIELD = 256,  /* then rounds with sched_yield, then sleep */
     STEAL_RETRY = 4,   /* attempts on a victim whose CAS we lost */
 };
 
@@ -106,7 +111,7 @@ ws__worker_complete(ws__worker *self, uintptr_t tagged)
         }
     }
     if (tagged & WS_TAG_ROOT)
-        ws__pool_root_done(self->pool);
+        ws__pool_root_done(self->pool, self);
 }
 
 void
@@ -191,8 +196,8 @@ find_work(ws__worker *self, ws__task *t)
 {
     ws_pool *pool = self->pool;
 
-    if (atomic_load_explicit(&pool->inj_count, memory_order_relaxed) != 0 &&
-        ws__pool_take_injected(pool, t))
+    if (atomic_load_explicit(&pool->inj_nonempty, memory_order_relaxed) != 0 &&
+        ws__pool_take_injected(pool, self, t))
         return true;
     return steal_round(self, t);
 }
@@ -200,7 +205,7 @@ find_work(ws__worker *self, ws__task *t)
 static bool
 work_visible(ws_pool *pool)
 {
-    if (atomic_load_explicit(&pool->inj_count, memory_order_relaxed) != 0)
+    if (atomic_load_explicit(&pool->inj_nonempty, memory_order_relaxed) != 0)
         return true;
     for (unsigned i = 0; i < pool->n; i++)
         if (ws__deque_stealable(&pool->workers[i]->dq))
@@ -209,16 +214,15 @@ work_visible(ws_pool *pool)
 }
 
 /*
- * Acquire: stopping pairs with its seq_cst store in pool.c:pool_stop, and
- * outstanding with the acq_rel decrement in pool.c:ws__pool_root_done, so
- * a worker leaves only after the last root's effects.
+ * Acquire: stopping pairs with its seq_cst store in pool.c:pool_stop (so
+ * every injection's count is visible), and ws__pool_outstanding loads with
+ * acquire, so a worker leaves only after the last root's effects.
  */
 static bool
 pool_finished(ws_pool *pool)
 {
     return atomic_load_explicit(&pool->stopping, memory_order_acquire) &&
-           atomic_load_explicit(&pool->outstanding, memory_order_acquire) ==
-               0;
+           ws__pool_outstanding(pool) == 0;
 }
 
 static void
@@ -235,8 +239,7 @@ idle_sleep(ws__worker *self)
     atomic_fetch_add_explicit(&pool->sleepers, 1, memory_order_seq_cst);
     unsigned key = atomic_load_explicit(&pool->epoch, memory_order_seq_cst);
     if (!work_visible(pool) && !pool_finished(pool)) {
-        bool busy =
-            atomic_load_explicit(&pool->outstanding, memory_order_relaxed) > 0;
+        bool busy = ws__pool_outstanding(pool) > 0;
         ws__futex_wait(&pool->epoch, key, busy ? 0.001 : 1.0);
     }
     atomic_fetch_sub_explicit(&pool->sleepers, 1, memory_order_relaxed);
@@ -265,17 +268,26 @@ ws__worker_main(void *arg)
             fails = 0;
             continue;
         }
-        if (pool_finished(pool))
-            break;
+        if (atomic_load_explicit(&pool->stopping, memory_order_relaxed)) {
+            /*
+             * seq_cst fence: after our own last count; of two workers that
+             * finish the last two roots at once, at least one sees both.
+             */
+            atomic_thread_fence(memory_order_seq_cst);
+            if (pool_finished(pool)) {
+                atomic_fetch_add_explicit(&pool->epoch, 1,
+                                          memory_order_seq_cst);
+                ws__futex_wake(&pool->epoch, INT_MAX);
+                break;
+            }
+        }
         fails++;
         if (fails < SPIN_PAUSE) {
             for (int i = 0; i < 16; i++)
                 ws_cpu_relax();
-        } else if (fails < SPIN_YIELD) {
-            sched_yield();
         } else {
             idle_sleep(self);
-            fails = SPIN_YIELD; /* after a sleep, one round, then sleep */
+            fails = SPIN_PAUSE; /* after a sleep, one round, then sleep */
         }
     }
     ws__self = NULL;
@@ -297,6 +309,18 @@ ws__worker_help(ws__worker *self, int64_t base, atomic_int *thief_hint,
         if (self->dq.bottom > base && ws__deque_pop(&self->dq, &t)) {
             if (ws__deque_requested(&self->dq))
                 ws__worker_share(self);
+            ws__worker_run_own(self, &t);
+            fails = 0;
+            continue;
+        }
+        /*
+         * A root task below base (an injected task taken in a batch, or a
+         * detached submission) came before anything still in the injection
+         * queue: run it first, so that injected tasks start in order.
+         */
+        if (self->dq.bottom > self->dq.otop &&
+            (ws__deque_newest_grp(&self->dq) & WS_TAG_ROOT) &&
+            ws__deque_pop(&self->dq, &t)) {
             ws__worker_run_own(self, &t);
             fails = 0;
             continue;
@@ -326,6 +350,20 @@ ws__worker_help(ws__worker *self, int64_t base, atomic_int *thief_hint,
             fails = 0;
             continue;
         }
+        /*
+         * Tasks below base belong to frames further out (or are injected
+         * tasks this worker took in a batch), and what we wait for may be
+         * among them.  Thieves may take them: share when asked.  When no
+         * thief can (one worker), or none did for a while, run them here.
+         */
+        if (ws__deque_requested(&self->dq))
+            ws__worker_share(self);
+        if ((pool->n == 1 || fails >= SPIN_PAUSE) &&
+            ws__deque_pop(&self->dq, &t)) {
+            ws__worker_run_own(self, &t);
+            fails = 0;
+            continue;
+        }
         double left = 0;
         if (timeout_s >= 0 && (left = deadline - now()) <= 0)
             return done(arg) ? 0 : ETIMEDOUT;
@@ -333,10 +371,6 @@ ws__worker_help(ws__worker *self, int64_t base, atomic_int *thief_hint,
         if (fails < SPIN_PAUSE) {
             for (int i = 0; i < 16; i++)
                 ws_cpu_relax();
-            continue;
-        }
-        if (fails < SPIN_YIELD) {
-            sched_yield();
             continue;
         }
         unsigned key = atomic_load_explicit(&self->wake_seq,
@@ -356,6 +390,6 @@ ws__worker_help(ws__worker *self, int64_t base, atomic_int *thief_hint,
             ws__futex_wait(&self->wake_seq, key, nap);
         }
         atomic_store_explicit(&self->sleeping, 0, memory_order_relaxed);
-        fails = SPIN_YIELD;
+        fails = SPIN_PAUSE;
     }
 }

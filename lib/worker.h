@@ -39,6 +39,11 @@ typedef struct ws__worker {
     uint64_t rng;
     pthread_t thread;
     ws__counters stats;
+    /*
+     * Roots this worker submitted and roots it finished (pool.c): written
+     * by the worker alone, read by anyone.
+     */
+    _Atomic int64_t roots_in, roots_done;
 
     /* A worker blocked in a wait sleeps on wake_seq when sleeping != 0. */
     WS_ALIGNED atomic_uint wake_seq;
@@ -52,7 +57,7 @@ extern __thread ws__worker *ws__self
 /* Task record tags, in the low bits of ws__task.grp. */
 enum {
     WS_TAG_EXTRA = 1, /* spawned by a thread other than the group's owner */
-    WS_TAG_ROOT = 2,  /* counted in pool->outstanding */
+    WS_TAG_ROOT = 2,  /* a root: counted in ws__pool_outstanding */
     WS_TAG_CALL = 4,  /* no group: run ((void *(*)(void *))aux)(arg) */
     WS_TAG_MASK = 7
 };

@@ -219,7 +219,7 @@ outstanding_when_quiet(ws_pool *p)
 {
     long n = 0;
     for (int i = 0; i < 5000; i++) {
-        n = (long)atomic_load_explicit(&p->outstanding, memory_order_relaxed);
+        n = (long)ws__pool_outstanding(p);
         if (n == 0)
             break;
         sleep_ms(1);
