@@ -371,10 +371,14 @@ ws__pool_take_injected(ws_pool *pool, ws__worker *self, ws__task *t)
         inj_unlock(pool);
         return false;
     }
-    /* A fair share, as Go's scheduler takes from its global queue. */
-    size_t want = pool->inj_len / pool->n + 1;
-    if (want > pool->inj_len)
-        want = pool->inj_len;
+    /*
+     * A fair share, as Go's scheduler takes from its global queue, rounded
+     * down: with no more tasks than workers each takes one, so that tasks
+     * submitted to idle workers start at once, side by side.
+     */
+    size_t want = pool->inj_len / pool->n;
+    if (want == 0)
+        want = 1;
     if (want > INJ_BATCH)
         want = INJ_BATCH;
     head = atomic_load_explicit(&pool->inj_head, memory_order_relaxed);

@@ -1056,6 +1056,12 @@ static void *
 chain_link(void *arg)
 {
     uintptr_t i = (uintptr_t)arg;
+    /*
+     * chain[i + 1] is stored once its ws_submit returns, which may be
+     * after a worker took the link from a batch: wait for all of them.
+     */
+    while (!atomic_load_explicit(&chain_go, memory_order_acquire))
+        sleep_s(0.001);
     if ((long)i + 1 < chain_len && ws_future_get(chain[i + 1], NULL) != 0)
         abort();
     return arg;
