@@ -43,22 +43,20 @@ ws_group_init(ws_group *gp, ws_pool *pool)
 
     if (g == NULL)
         return;
-    if (pool == NULL && self != NULL)
-        pool = self->pool;
-    g->magic = pool != NULL ? WS_GROUP_MAGIC : 0;
-    g->local = 0;
-    atomic_init(&g->done, 0);
-    atomic_init(&g->extra, 0);
-    atomic_init(&g->thief, 0);
-    g->unused = 0;
-    g->pool = pool;
-    if (self != NULL && self->pool == pool) {
-        g->owner = self;
-        g->base = self->dq.bottom;
-    } else {
-        g->owner = WS_NO_OWNER;
-        g->base = 0;
+    /*
+     * Whole-struct stores: the group is not visible to anyone yet, so the
+     * counters need no atomic stores and the compiler may merge them.
+     */
+    if (WS_LIKELY(self != NULL && (pool == NULL || pool == self->pool))) {
+        *g = (ws__grp){.owner = self,
+                       .base = self->dq.bottom,
+                       .pool = self->pool,
+                       .magic = WS_GROUP_MAGIC};
+        return;
     }
+    *g = (ws__grp){.owner = WS_NO_OWNER,
+                   .pool = pool,
+                   .magic = pool != NULL ? WS_GROUP_MAGIC : 0};
 }
 
 static bool

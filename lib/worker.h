@@ -62,17 +62,20 @@ enum {
     WS_TAG_MASK = 7
 };
 
-/* Group state behind ws_group's opaque storage. */
+/*
+ * Group state behind ws_group's opaque storage.  The four counters come
+ * first and fill 16 bytes, so that a group, or a join's record, sets them
+ * with one or two plain stores while nobody else can see it yet.
+ */
 typedef struct ws__grp {
-    uint32_t magic;
     uint32_t local;    /* owner: its tasks not yet finished by itself */
     atomic_uint done;  /* the owner's tasks finished by thieves */
-    atomic_uint extra; /* tasks spawned by other threads, unfinished */
     atomic_int thief;  /* 1 + index of the latest thief, 0: none */
-    int unused;
+    atomic_uint extra; /* tasks spawned by other threads, unfinished */
     ws__worker *owner; /* WS_NO_OWNER: the group belongs to no worker */
+    int64_t base;      /* owner's deque bottom when the group began */
     ws_pool *pool;
-    int64_t base; /* owner's deque bottom when the group began */
+    uint64_t magic; /* 64 bits: no padding left to write */
 } ws__grp;
 
 /* The owner of groups begun outside the pool's workers: never a worker. */
