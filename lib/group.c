@@ -187,31 +187,65 @@ sync_slow(ws__grp *g)
     return ws__pool_wait_external(pool, extra_complete, g, WS_FOREVER);
 }
 
+/*
+ * The general loop of ws_sync: tasks shared or tagged, or a thief asking.
+ * Then waits for the tasks that were stolen.
+ */
+static WS_NOINLINE int
+sync_loop(ws__worker *self, ws__grp *g)
+{
+    ws__deque *d = &self->dq;
+    ws__task t;
+
+    while (d->bottom > g->base && ws__deque_pop(d, &t)) {
+        if (ws__deque_requested(d))
+            ws__worker_share(self);
+        ws__worker_run_own(self, &t);
+    }
+    /* Acquire: as in ws_sync, pairs with worker.c:ws__worker_complete. */
+    if (g->local == 0 &&
+        atomic_load_explicit(&g->extra, memory_order_acquire) == 0)
+        return 0;
+    return sync_slow(g);
+}
+
 int
 ws_sync(ws_group *gp)
 {
     ws__grp *g = (ws__grp *)gp;
     ws__worker *self = ws__self;
 
-    if (WS_LIKELY(g != NULL && g->owner == self && self != NULL)) {
-        ws__deque *d = &self->dq;
-        ws__task t;
-        while (d->bottom > g->base) {
-            if (WS_UNLIKELY(!ws__deque_pop(d, &t)))
-                break;
-            if (WS_UNLIKELY(ws__deque_requested(d)))
-                ws__worker_share(self);
-            ws__worker_run_own(self, &t);
-        }
-        /*
-         * Acquire: pairs with the seq_cst decrement of extra in
-         * worker.c:ws__worker_complete (tasks spawned by other threads).
-         */
-        if (WS_LIKELY(g->local == 0 &&
-                      atomic_load_explicit(&g->extra,
-                                           memory_order_acquire) == 0))
-            return 0;
+    if (WS_UNLIKELY(g == NULL || g->owner != self || self == NULL))
+        return sync_slow(g);
+    /*
+     * The owner's private tasks above the group's base, popped and called
+     * one by one; local is counted down before the call (the owner alone
+     * reads it, after the call).
+     */
+    ws__deque *d = &self->dq;
+    int64_t b;
+    while ((b = d->bottom) > g->base) {
+        if (WS_UNLIKELY(b <= d->osplit || ws__deque_requested(d)))
+            return sync_loop(self, g);
+        ws__slot *s = &d->oslots[--b & d->omask];
+        ws_task_fn fn =
+            (ws_task_fn)atomic_load_explicit(&s->fn, memory_order_relaxed);
+        void *arg = (void *)atomic_load_explicit(&s->arg, memory_order_relaxed);
+        uintptr_t grp = atomic_load_explicit(&s->grp, memory_order_relaxed);
+        if (WS_UNLIKELY((grp & WS_TAG_MASK) != 0))
+            return sync_loop(self, g);
+        d->bottom = b;
+        if (grp != 0)
+            ((ws__grp *)grp)->local--;
+        fn(arg);
     }
+    /*
+     * Acquire: pairs with the seq_cst decrement of extra in
+     * worker.c:ws__worker_complete (tasks spawned by other threads).
+     */
+    if (WS_LIKELY(g->local == 0 &&
+                  atomic_load_explicit(&g->extra, memory_order_acquire) == 0))
+        return 0;
     return sync_slow(g);
 }
 

@@ -118,9 +118,10 @@ ws__worker_run_own(ws__worker *self, const ws__task *t)
 {
     uintptr_t g = t->grp;
     if (WS_LIKELY((g & WS_TAG_MASK) == 0)) {
-        t->fn(t->arg);
+        /* Before the call: the owner alone reads local, after it. */
         if (g != 0)
             ((ws__grp *)g)->local--;
+        t->fn(t->arg);
     } else {
         ws__worker_run_tagged(self, t);
     }
