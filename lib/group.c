@@ -25,6 +25,7 @@
 #include <wsched.h>
 
 #include <errno.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "pool.h"
@@ -288,12 +289,12 @@ ws_run(ws_pool *pool, ws_task_fn fn, void *arg)
  * and called without a loop when nobody stole it.
  */
 static WS_NOINLINE int
-join_slow(ws__worker *self, ws__grp *g)
+join_slow(ws__worker *self, ws__grp *g, int64_t base)
 {
     ws__deque *d = &self->dq;
     ws__task t;
 
-    while (d->bottom > g->base && ws__deque_pop(d, &t)) {
+    while (d->bottom > base && ws__deque_pop(d, &t)) {
         if (ws__deque_requested(d))
             ws__worker_share(self);
         ws__worker_run_own(self, &t);
@@ -301,7 +302,7 @@ join_slow(ws__worker *self, ws__grp *g)
     /* Acquire: as in ws_sync, pairs with worker.c:ws__worker_complete. */
     if (g->local != 0 ||
         atomic_load_explicit(&g->extra, memory_order_acquire) != 0)
-        ws__worker_help(self, g->base, &g->thief, group_complete, g,
+        ws__worker_help(self, base, &g->thief, group_complete, g,
                         WS_FOREVER);
     return 0;
 }
@@ -315,6 +316,15 @@ join_grow(ws_task_fn a, void *a_arg, ws_task_fn b, void *b_arg)
     ws_spawn(&g, a, a_arg);
     b(b_arg);
     return ws_sync(&g);
+}
+
+static WS_NOINLINE int
+join_share(ws__worker *self, ws__grp *g, int64_t base, ws_task_fn b,
+           void *b_arg)
+{
+    ws__worker_share(self);
+    b(b_arg);
+    return join_slow(self, g, base);
 }
 
 int
@@ -331,29 +341,27 @@ ws_join(ws_task_fn a, void *a_arg, ws_task_fn b, void *b_arg)
     }
     ws__deque *d = &self->dq;
     int64_t base = d->bottom;
-    ws__grp g;
-    g.local = 1;
-    atomic_init(&g.done, 0);
-    atomic_init(&g.extra, 0);
-    atomic_init(&g.thief, 0);
-    g.owner = self; /* pool and magic: only for groups users can see */
-    g.base = base;
     if (WS_UNLIKELY(!ws__deque_fits(d, base)))
         return join_grow(a, a_arg, b, b_arg);
+    /*
+     * Only what a thief or join_slow reads: the counters, with one 16-byte
+     * copy (nobody can see g yet), and the owner.
+     */
+    static const ws__grp join_begin = {.local = 1};
+    ws__grp g;
+    memcpy(&g, &join_begin, offsetof(ws__grp, owner));
+    g.owner = self;
     ws__deque_put(d, base, a, a_arg, (uintptr_t)&g);
     ws__count(&self->stats.spawns);
     if (WS_UNLIKELY(ws__deque_requested(d)))
-        ws__worker_share(self);
+        return join_share(self, &g, base, b, b_arg);
     b(b_arg);
     /*
-     * Everything below is reloaded from g and the deque, so that nothing
-     * has to live in registers across b.  Not run by a sync inside b
-     * (local still 1), not shared or stolen (base is in the private
-     * part): the task at base is a; call it directly.
+     * Not run by a sync inside b (local still 1), not shared or stolen
+     * (base is in the private part): the task at base is a; call it
+     * directly.
      */
-    d = &g.owner->dq;
-    base = g.base;
-    if (WS_LIKELY(g.local == 1 && d->bottom == base + 1 &&
+    if (WS_LIKELY(g.local == 1 && d->bottom - 1 == base &&
                   base >= d->osplit)) {
         ws__slot *sl = &d->oslots[base & d->omask];
         ws_task_fn fn = (ws_task_fn)atomic_load_explicit(
@@ -364,5 +372,5 @@ ws_join(ws_task_fn a, void *a_arg, ws_task_fn b, void *b_arg)
         fn(arg);
         return 0;
     }
-    return join_slow(g.owner, &g);
+    return join_slow(self, &g, base);
 }
