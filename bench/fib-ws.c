@@ -103,8 +103,11 @@ main(int argc, char **argv)
 
     unsigned p = ws_pool_size(all);
     struct fib_ctx c1 = {one, &j, 0}, cp = {all, &j, 0};
+    struct fj_on_worker seq = {one, fib_run_seq, &j, 0};
+    struct fj_on_worker calls = {one, fib_run_calls, &j, 0};
     struct fj_case cases[] = {
-        {"seq", 1, fib_run_seq, &j}, {"seq-calls", 1, fib_run_calls, &j},
+        {"seq", 1, fj_on_worker_run, &seq},
+        {"seq-calls", 1, fj_on_worker_run, &calls},
         {"wsched", 1, run, &c1},     {"ws-join", 1, run_join, &c1},
         {"wsched", p, run, &cp},     {"ws-join", p, run_join, &cp},
     };

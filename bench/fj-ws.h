@@ -49,6 +49,38 @@ fj_ws_pools(const struct fj_opts *o, const char *bench, ws_pool **one,
 }
 
 /*
+ * A sequential case timed on the one-worker pool's worker, so that Ts and
+ * T1 are taken on the same core: the pool pins its worker, and on a
+ * virtual machine one core can run much slower than the other for seconds
+ * at a time.  The call through ws_run adds microseconds to runs of
+ * milliseconds.
+ */
+struct fj_on_worker {
+    ws_pool *pool;
+    fj_body body;
+    void *ctx;
+    int bad;
+};
+
+static inline void
+fj_on_worker_task(void *arg)
+{
+    struct fj_on_worker *o = (struct fj_on_worker *)arg;
+
+    o->bad = o->body(o->ctx);
+}
+
+static inline int
+fj_on_worker_run(void *arg)
+{
+    struct fj_on_worker *o = (struct fj_on_worker *)arg;
+
+    if (ws_run(o->pool, fj_on_worker_task, o) != 0)
+        fj_fail("seq", "wsched", "ws_run failed");
+    return o->bad;
+}
+
+/*
  * Prints the pool's counters per run, summed over its workers, after
  * `calls` runs: a check that the benchmark spawned what it should, and how
  * much stealing and sleeping went on.

@@ -87,8 +87,9 @@ main(int argc, char **argv)
 
     unsigned p = ws_pool_size(all);
     struct nq_ctx c1 = {one, &j, 0}, cp = {all, &j, 0};
+    struct fj_on_worker seq = {one, nq_run_seq, &j, 0};
     struct fj_case cases[] = {
-        {"seq", 1, nq_run_seq, &j},
+        {"seq", 1, fj_on_worker_run, &seq},
         {"wsched", 1, run, &c1},
         {"wsched", p, run, &cp},
     };

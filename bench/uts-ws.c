@@ -88,8 +88,9 @@ main(int argc, char **argv)
 
     unsigned p = ws_pool_size(all);
     struct uts_ctx c1 = {one, 0}, cp = {all, 0};
+    struct fj_on_worker seq = {one, uts_run_seq, NULL, 0};
     struct fj_case cases[] = {
-        {"seq", 1, uts_run_seq, NULL},
+        {"seq", 1, fj_on_worker_run, &seq},
         {"wsched", 1, run, &c1},
         {"wsched", p, run, &cp},
     };
