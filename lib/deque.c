@@ -190,30 +190,13 @@ ws__deque_push_slow(ws__deque *d, const ws__task *t)
     return true;
 }
 
-bool
-ws__deque_share_every(ws__deque *d)
+/* Owner: shares the private tasks below s (all when s == bottom). */
+static bool
+share_below(ws__deque *d, int64_t s)
 {
-    int64_t b = d->bottom;
-
     atomic_store_explicit(&d->req, 0, memory_order_relaxed);
-    if (b == d->osplit)
+    if (d->bottom == d->osplit)
         return false;
-    d->osplit = b;
-    /* Release: as in ws__deque_share. */
-    atomic_store_explicit(&d->split, b, memory_order_release);
-    return true;
-}
-
-bool
-ws__deque_share(ws__deque *d)
-{
-    int64_t s = d->osplit, b = d->bottom;
-
-    atomic_store_explicit(&d->req, 0, memory_order_relaxed);
-    if (b == s)
-        return false;
-    /* Share the older half of the private tasks, at least one. */
-    s += (b - s + 1) / 2;
     d->osplit = s;
     /*
      * Release: publishes the slots of the newly shared tasks (and what
@@ -222,6 +205,19 @@ ws__deque_share(ws__deque *d)
      */
     atomic_store_explicit(&d->split, s, memory_order_release);
     return true;
+}
+
+bool
+ws__deque_share_every(ws__deque *d)
+{
+    return share_below(d, d->bottom);
+}
+
+bool
+ws__deque_share(ws__deque *d)
+{
+    /* The older half of the private tasks, at least one. */
+    return share_below(d, d->osplit + (d->bottom - d->osplit + 1) / 2);
 }
 
 /*

@@ -69,10 +69,15 @@ void ws__deque_destroy(ws__deque *d);
 bool ws__deque_share(ws__deque *d);
 /* Owner: makes every private task stealable; true if there was one. */
 bool ws__deque_share_every(ws__deque *d);
-/* Owner: the tag word of the newest task, which the deque must hold. */
+/*
+ * Owner: the tag word of the newest task, 0 when the deque is empty (a
+ * thief may still take that task before the owner pops it).
+ */
 static inline uintptr_t
 ws__deque_newest_grp(const ws__deque *d)
 {
+    if (d->bottom <= d->otop)
+        return 0;
     return atomic_load_explicit(&d->oslots[(d->bottom - 1) & d->omask].grp,
                                 memory_order_relaxed);
 }

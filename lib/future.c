@@ -182,14 +182,8 @@ ws_submit(ws_pool *pool, ws_fn fn, void *arg, ws_future **out)
 
     ws__worker *self = ws__self;
     if (self != NULL && self->pool == pool) {
-        /*
-         * Part of the work in flight: counted before it can finish.  Only
-         * this worker writes roots_in, so a load and a store will do.
-         */
-        atomic_store_explicit(
-            &self->roots_in,
-            atomic_load_explicit(&self->roots_in, memory_order_relaxed) + 1,
-            memory_order_relaxed);
+        /* Part of the work in flight: counted before it can finish. */
+        ws__count(&self->roots_in);
         if (!ws__deque_push_task(&self->dq, &t)) {
             ws__worker_run_tagged(self, &t); /* no memory to grow: run it */
         } else {

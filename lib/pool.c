@@ -171,9 +171,9 @@ pool_stop(ws_pool *pool, unsigned n)
 {
     inj_lock(pool);
     /*
-     * seq_cst: read by workers with acquire in worker.c:pool_finished and
-     * by ws__pool_root_done; under the lock, so no injection follows it,
-     * and every injection's count is visible to whoever sees it.
+     * seq_cst: read by workers with acquire in worker.c:pool_finished;
+     * under the lock, so no injection follows it, and every injection's
+     * count is visible to whoever sees it.
      */
     atomic_store_explicit(&pool->stopping, 1, memory_order_seq_cst);
     inj_unlock(pool);
@@ -304,6 +304,7 @@ ws__pool_inject(ws_pool *pool, const ws__task *t)
         inj_unlock(pool);
         return EPIPE;
     }
+    size_t head = atomic_load_explicit(&pool->inj_head, memory_order_relaxed);
     if (pool->inj_len == pool->inj_cap) {
         size_t cap = pool->inj_cap * 2;
         ws__task *a = malloc(sizeof *a * cap);
@@ -312,24 +313,17 @@ ws__pool_inject(ws_pool *pool, const ws__task *t)
             return ENOMEM;
         }
         for (size_t i = 0; i < pool->inj_len; i++)
-            a[i] = pool->inj[(atomic_load_explicit(&pool->inj_head,
-                                                   memory_order_relaxed) +
-                              i) &
-                             (pool->inj_cap - 1)];
+            a[i] = pool->inj[(head + i) & (pool->inj_cap - 1)];
         free(pool->inj);
         /* Atomic stores: read without the lock for prefetches. */
         __atomic_store_n(&pool->inj, a, __ATOMIC_RELAXED);
         __atomic_store_n(&pool->inj_cap, cap, __ATOMIC_RELAXED);
-        atomic_store_explicit(&pool->inj_head, 0, memory_order_relaxed);
+        head = 0;
+        atomic_store_explicit(&pool->inj_head, head, memory_order_relaxed);
     }
     bool was_empty = pool->inj_len == 0;
-    size_t head = atomic_load_explicit(&pool->inj_head, memory_order_relaxed);
     pool->inj[(head + pool->inj_len++) & (pool->inj_cap - 1)] = *t;
-    /* Only written under the lock: a load and a store, no RMW. */
-    atomic_store_explicit(
-        &pool->inj_roots,
-        atomic_load_explicit(&pool->inj_roots, memory_order_relaxed) + 1,
-        memory_order_relaxed);
+    ws__count(&pool->inj_roots); /* written under the lock alone */
     /*
      * inj_nonempty changes only when the queue becomes empty or non-empty,
      * so a steady stream of submissions does not write the line that idle
@@ -424,32 +418,32 @@ ws__pool_take_injected(ws_pool *pool, ws__worker *self, ws__task *t)
 int64_t
 ws__pool_outstanding(ws_pool *pool)
 {
-    int64_t in = 0, done = 0;
+    uint64_t in, done = 0;
 
     for (unsigned i = 0; i < pool->n; i++)
-        /* Acquire: pairs with the release store in ws__pool_root_done. */
+        /*
+         * Acquire: pairs with the release increment in ws__pool_root_done,
+         * so the submissions counted before each finish are visible below.
+         */
         done += atomic_load_explicit(&pool->workers[i]->roots_done,
                                      memory_order_acquire);
-    in = atomic_load_explicit(&pool->inj_roots, memory_order_acquire);
+    /* Relaxed: ordered by the acquire loads above (and of stopping). */
+    in = atomic_load_explicit(&pool->inj_roots, memory_order_relaxed);
     for (unsigned i = 0; i < pool->n; i++)
         in += atomic_load_explicit(&pool->workers[i]->roots_in,
-                                   memory_order_acquire);
-    return in - done;
+                                   memory_order_relaxed);
+    return (int64_t)(in - done);
 }
 
 void
-ws__pool_root_done(ws_pool *pool, ws__worker *self)
+ws__pool_root_done(ws__worker *self)
 {
-    (void)pool;
     /*
      * Release: the root's effects happen before destroy's workers leave
-     * (their acquire loads in ws__pool_outstanding).  The worker that
-     * finds the pool finished wakes the others (worker.c:ws__worker_main).
+     * (the acquire loads in ws__pool_outstanding).  The worker that finds
+     * the pool finished wakes the others (worker.c:ws__worker_main).
      */
-    atomic_store_explicit(
-        &self->roots_done,
-        atomic_load_explicit(&self->roots_done, memory_order_relaxed) + 1,
-        memory_order_release);
+    ws__count_release(&self->roots_done);
 }
 
 /*

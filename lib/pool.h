@@ -35,7 +35,7 @@ struct ws_pool {
     ws__task *inj;               /* ring of inj_cap records (a power of 2) */
     size_t inj_cap, inj_len;
     atomic_size_t inj_head;      /* index of the oldest */
-    _Atomic int64_t inj_roots;   /* injected so far (written under lock) */
+    _Atomic uint64_t inj_roots;  /* injected so far (written under lock) */
     WS_ALIGNED atomic_int inj_nonempty; /* inj_len != 0, without the lock */
 
     /* Sleeping workers: an event count on epoch. */
@@ -70,7 +70,7 @@ bool ws__pool_take_injected(ws_pool *pool, struct ws__worker *self,
 /* Wakes one sleeping worker if there is one (after publishing work). */
 void ws__pool_notify(ws_pool *pool) WS_HIDDEN;
 /* A root task finished on worker self. */
-void ws__pool_root_done(ws_pool *pool, struct ws__worker *self) WS_HIDDEN;
+void ws__pool_root_done(struct ws__worker *self) WS_HIDDEN;
 /*
  * Roots not yet finished (see pool.c); exact only when no root is being
  * submitted or finished, never 0 while one is unfinished.

@@ -111,7 +111,7 @@ ws__worker_complete(ws__worker *self, uintptr_t tagged)
         }
     }
     if (tagged & WS_TAG_ROOT)
-        ws__pool_root_done(self->pool, self);
+        ws__pool_root_done(self);
 }
 
 void
@@ -270,8 +270,10 @@ ws__worker_main(void *arg)
         }
         if (atomic_load_explicit(&pool->stopping, memory_order_relaxed)) {
             /*
-             * seq_cst fence: after our own last count; of two workers that
-             * finish the last two roots at once, at least one sees both.
+             * seq_cst fence: after our own last count, before reading the
+             * others'; pairs with this same fence in the other workers, so
+             * of two that finish the last two roots at once, at least one
+             * sees both counts and wakes the rest.
              */
             atomic_thread_fence(memory_order_seq_cst);
             if (pool_finished(pool)) {
@@ -318,8 +320,7 @@ ws__worker_help(ws__worker *self, int64_t base, atomic_int *thief_hint,
          * detached submission) came before anything still in the injection
          * queue: run it first, so that injected tasks start in order.
          */
-        if (self->dq.bottom > self->dq.otop &&
-            (ws__deque_newest_grp(&self->dq) & WS_TAG_ROOT) &&
+        if ((ws__deque_newest_grp(&self->dq) & WS_TAG_ROOT) &&
             ws__deque_pop(&self->dq, &t)) {
             ws__worker_run_own(self, &t);
             fails = 0;

@@ -43,7 +43,7 @@ typedef struct ws__worker {
      * Roots this worker submitted and roots it finished (pool.c): written
      * by the worker alone, read by anyone.
      */
-    _Atomic int64_t roots_in, roots_done;
+    _Atomic uint64_t roots_in, roots_done;
 
     /* A worker blocked in a wait sleeps on wake_seq when sleeping != 0. */
     WS_ALIGNED atomic_uint wake_seq;
@@ -110,6 +110,14 @@ ws__count(_Atomic uint64_t *c)
 {
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
                           memory_order_relaxed);
+}
+
+/* The same, publishing what the worker did before (callers name the pair). */
+static inline void
+ws__count_release(_Atomic uint64_t *c)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1,
+                          memory_order_release);
 }
 
 /* Runs a task popped from the calling worker's own deque. */
